@@ -1,0 +1,169 @@
+"""Deployment specs: ``pipelines/<name>.yaml`` — one business objective, its models, the policy.
+
+>>> spec = PipelineSpec.from_dict({"pipeline": "loans", "models": [
+...     {"id": "lr", "flavour": "sklearn", "artifact": "lr.skops", "role": "champion", "group": "a"},
+...     {"id": "xgb", "flavour": "xgboost", "artifact": "xgb.ubj", "role": "challenger", "group": "b"},
+...     {"id": "old", "flavour": "sklearn", "artifact": "old.skops", "role": "canary", "group": "a"}]})
+>>> spec.ranking, sorted(spec.groups)
+(('lr', 'xgb'), ['a', 'b'])
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+__all__ = ["ANSWERING_ROLES", "ROLES", "ModelSpec", "PipelineSpec", "SpecError", "load_spec"]
+
+ROLES = ("champion", "challenger", "shadow", "canary")
+ANSWERING_ROLES = ("champion", "challenger")
+FLAVOURS = ("sklearn", "xgboost", "external")
+POLICIES = ("preference",)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+class SpecError(ValueError):
+    """A deployment spec is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    flavour: str
+    role: str
+    group: str
+    artifact: Path | None = None
+    version: str = "1"
+    sha256: str | None = None
+    features: tuple[str, ...] = ()
+    preference: int = 0
+
+    @property
+    def answers(self) -> bool:
+        """Whether the policy may return this model's answer (canary and shadow never)."""
+        return self.role in ANSWERING_ROLES
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    models: tuple[ModelSpec, ...]
+    deadline_ms: int = 100
+    policy: str = "preference"
+    partitions: int = 4
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def ranking(self) -> tuple[str, ...]:
+        """Answering models, most preferred first (by ``preference``, then spec order)."""
+        answering = [m for m in self.models if m.answers]
+        return tuple(m.id for m in sorted(answering, key=lambda m: m.preference))
+
+    @property
+    def groups(self) -> dict[str, tuple[ModelSpec, ...]]:
+        out: dict[str, list[ModelSpec]] = {}
+        for model in self.models:
+            if model.flavour != "external":
+                out.setdefault(model.group, []).append(model)
+        return {name: tuple(models) for name, models in out.items()}
+
+    def model(self, model_id: str) -> ModelSpec:
+        return next(m for m in self.models if m.id == model_id)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: Path | None = None) -> "PipelineSpec":
+        base = source.parent if source else Path(".")
+        name = _name(data.get("pipeline"), "pipeline")
+        raw_models = data.get("models")
+        if not isinstance(raw_models, list) or not raw_models:
+            raise SpecError("field 'models' must be a non-empty list")
+        models = tuple(_model(m, i, base) for i, m in enumerate(raw_models))
+        ids = [m.id for m in models]
+        if len(set(ids)) != len(ids):
+            raise SpecError(f"field 'models': duplicate model ids in {ids}")
+        if not any(m.answers for m in models):
+            raise SpecError("field 'models': at least one model needs role champion or challenger")
+        policy = data.get("policy", "preference")
+        if policy not in POLICIES:
+            raise SpecError(f"field 'policy' is {policy!r}; expected one of {POLICIES}")
+        return cls(
+            name=name,
+            models=models,
+            deadline_ms=_positive(data.get("deadline_ms", 100), "deadline_ms"),
+            policy=policy,
+            partitions=_positive(data.get("partitions", 4), "partitions"),
+            source=source,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.name,
+            "deadline_ms": self.deadline_ms,
+            "policy": self.policy,
+            "partitions": self.partitions,
+            "models": [
+                {
+                    "id": m.id, "version": m.version, "flavour": m.flavour, "role": m.role,
+                    "group": m.group, "preference": m.preference,
+                    "artifact": str(m.artifact) if m.artifact else None,
+                    "sha256": m.sha256, "features": list(m.features),
+                }
+                for m in self.models
+            ],
+        }
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise SpecError(f"field '{where}' must be a name of letters, digits, '_' or '-' (got {value!r})")
+    return value
+
+
+def _positive(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise SpecError(f"field '{where}' must be a positive whole number (got {value!r})")
+    return value
+
+
+def _model(raw: Any, index: int, base: Path) -> ModelSpec:
+    where = f"models[{index}]"
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"field '{where}' must be a mapping")
+    flavour = raw.get("flavour")
+    if flavour not in FLAVOURS:
+        raise SpecError(f"field '{where}.flavour' is {flavour!r}; expected one of {FLAVOURS}")
+    role = raw.get("role", "challenger")
+    if role not in ROLES:
+        raise SpecError(f"field '{where}.role' is {role!r}; expected one of {ROLES}")
+    artifact = raw.get("artifact")
+    if flavour != "external" and not artifact:
+        raise SpecError(f"field '{where}.artifact' is required for flavour {flavour}")
+    return ModelSpec(
+        id=_name(raw.get("id"), f"{where}.id"),
+        flavour=flavour,
+        role=role,
+        group=_name(raw.get("group", raw.get("id")), f"{where}.group"),
+        artifact=(base / artifact) if artifact else None,
+        version=str(raw.get("version", "1")),
+        sha256=raw.get("sha256"),
+        features=tuple(raw.get("features") or ()),
+        preference=int(raw.get("preference", index)),
+    )
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate a deployment spec file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} does not exist; `rendezvous demo` writes an example") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"spec file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise SpecError(f"spec file {path} must hold a mapping with 'pipeline' and 'models'")
+    return PipelineSpec.from_dict(data, source=path.resolve())

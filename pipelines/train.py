@@ -1,0 +1,73 @@
+"""Train the demo's models on River's synthetic Agrawal loan-application stream and write a spec.
+
+Three real models, none downloaded: a logistic regression (champion), XGBoost (challenger),
+and a shallow decision tree as the canary (a stable, simple baseline).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import xgboost as xgb
+import yaml
+from river.datasets import synth
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from pipelines.flavours import sklearn as sk_flavour
+from pipelines.flavours.base import sha256_of
+
+__all__ = ["AGRAWAL_FEATURES", "agrawal_rows", "train_demo_models"]
+
+AGRAWAL_FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
+
+
+def agrawal_rows(n: int, seed: int = 7, function: int = 2) -> Iterator[tuple[dict, int]]:
+    """``n`` (features, label) pairs of loan applications from River's Agrawal generator."""
+    stream = synth.Agrawal(classification_function=function, seed=seed)
+    for x, y in itertools.islice(stream, n):
+        yield {k: float(x[k]) for k in AGRAWAL_FEATURES}, int(y)
+
+
+def _matrix(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = list(agrawal_rows(n, seed))
+    X = np.array([[x[k] for k in AGRAWAL_FEATURES] for x, _ in rows])
+    return X, np.array([y for _, y in rows])
+
+
+def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_000,
+                      deadline_ms: int = 100, partitions: int = 4, seed: int = 1) -> Path:
+    """Train lr, xgb and canary into ``out_dir/models`` and write ``out_dir/<pipeline>.yaml``."""
+    models_dir = out_dir / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    X, y = _matrix(n_train, seed)
+
+    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
+    sk_flavour.save(lr, models_dir / "lr.skops")
+    canary = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X[: n_train // 4], y[: n_train // 4])
+    sk_flavour.save(canary, models_dir / "canary.skops")
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 5, "eta": 0.3, "nthread": 2},
+                        xgb.DMatrix(X, label=y), num_boost_round=60)
+    booster.save_model(str(models_dir / "xgb.ubj"))
+
+    def entry(model_id, flavour, file, role, group, preference):
+        return {"id": model_id, "version": "1", "flavour": flavour, "artifact": f"models/{file}",
+                "sha256": sha256_of(models_dir / file), "role": role, "group": group,
+                "preference": preference, "features": list(AGRAWAL_FEATURES)}
+
+    spec = {
+        "pipeline": pipeline, "deadline_ms": deadline_ms, "policy": "preference", "partitions": partitions,
+        "models": [
+            entry("xgb", "xgboost", "xgb.ubj", "champion", "boosted", 0),
+            entry("lr", "sklearn", "lr.skops", "challenger", "linear", 1),
+            entry("canary", "sklearn", "canary.skops", "canary", "linear", 9),
+        ],
+    }
+    path = out_dir / f"{pipeline}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path

@@ -1,0 +1,71 @@
+"""Real models: trained on Agrawal, saved, verified, loaded safely, scored in batches."""
+
+import pytest
+
+from pipelines.flavours import ArtifactError, load_model
+from pipelines.spec import load_spec
+from pipelines.train import agrawal_rows, train_demo_models
+
+
+class Evil:
+    """A type no allow-list trusts: loading it would run code of the file's choosing."""
+
+    def __init__(self):
+        self.x = 1
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    return load_spec(train_demo_models(tmp_path_factory.mktemp("models"), n_train=3000))
+
+
+def test_flavours__every_model_scores_a_batch_with_probabilities(spec):
+    rows = [x for x, _ in agrawal_rows(64, seed=99)]
+    labels = [y for _, y in agrawal_rows(64, seed=99)]
+    for model_spec in spec.models:
+        outcomes = load_model(model_spec).score_batch(rows)
+        assert len(outcomes) == 64
+        assert all(o.error is None and o.prediction in (0, 1) for o in outcomes)
+        assert all(abs(sum(o.probabilities.values()) - 1) < 1e-6 for o in outcomes)
+        accuracy = sum(o.prediction == y for o, y in zip(outcomes, labels)) / 64
+        assert accuracy > 0.6, (model_spec.id, accuracy)
+
+
+def test_flavours__a_bad_row_fails_alone(spec):
+    rows = [x for x, _ in agrawal_rows(3, seed=5)]
+    rows[1] = {**rows[1], "age": "old"}
+    del rows[2]["salary"]
+    outcomes = load_model(spec.model("lr")).score_batch(rows)
+    assert outcomes[0].error is None
+    assert "feature 'age'" in outcomes[1].error
+    assert "feature 'salary' is missing" in outcomes[2].error
+
+
+def test_flavours__tampered_artifact_is_refused(spec, tmp_path):
+    from dataclasses import replace
+
+    copy = tmp_path / "xgb.ubj"
+    copy.write_bytes(spec.model("xgb").artifact.read_bytes() + b" ")
+    with pytest.raises(ArtifactError, match="refusing to load"):
+        load_model(replace(spec.model("xgb"), artifact=copy))
+
+
+def test_flavours__skops_file_with_untrusted_types_is_refused(spec, tmp_path):
+    from dataclasses import replace
+
+    import skops.io as sio
+
+    from pipelines.flavours.base import sha256_of
+
+    path = tmp_path / "evil.skops"
+    sio.dump({"payload": Evil()}, path)
+    evil = replace(spec.model("lr"), artifact=path, sha256=sha256_of(path))
+    with pytest.raises(ArtifactError, match="untrusted types"):
+        load_model(evil)
+
+
+def test_flavours__missing_sha256_is_refused(spec):
+    from dataclasses import replace
+
+    with pytest.raises(ArtifactError, match="no sha256"):
+        load_model(replace(spec.model("lr"), sha256=None))

@@ -1,0 +1,57 @@
+"""Deployment spec parsing: valid specs load, invalid ones name the field."""
+
+import pytest
+
+from pipelines.spec import PipelineSpec, SpecError, load_spec
+
+BASE = {
+    "pipeline": "loans",
+    "deadline_ms": 80,
+    "models": [
+        {"id": "lr", "flavour": "sklearn", "artifact": "m/lr.skops", "role": "champion", "group": "a", "preference": 1},
+        {"id": "xgb", "flavour": "xgboost", "artifact": "m/x.ubj", "role": "challenger", "group": "b", "preference": 0},
+        {"id": "old", "flavour": "sklearn", "artifact": "m/o.skops", "role": "canary", "group": "a"},
+        {"id": "java", "flavour": "external", "role": "shadow", "group": "j"},
+    ],
+}
+
+
+def test_spec__ranking_follows_preference_and_skips_canary_and_shadow():
+    spec = PipelineSpec.from_dict(BASE)
+    assert spec.ranking == ("xgb", "lr")
+    assert {g: [m.id for m in ms] for g, ms in spec.groups.items()} == {"a": ["lr", "old"], "b": ["xgb"]}
+
+
+def test_spec__round_trips_through_yaml(tmp_path):
+    import yaml
+
+    path = tmp_path / "loans.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    spec = load_spec(path)
+    assert spec.deadline_ms == 80 and spec.model("lr").artifact == tmp_path / "m/lr.skops"
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(spec.to_dict()))
+    assert load_spec(again).models == spec.models
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"pipeline": "bad name!"}, "'pipeline'"),
+        ({"models": []}, "'models'"),
+        ({"deadline_ms": 0}, "'deadline_ms'"),
+        ({"policy": "coin"}, "'policy'"),
+        ({"models": [{"id": "a", "flavour": "torch", "artifact": "x"}]}, "'models[0].flavour'"),
+        ({"models": [{"id": "a", "flavour": "sklearn"}]}, "'models[0].artifact'"),
+        ({"models": [{"id": "a", "flavour": "sklearn", "artifact": "x", "role": "boss"}]}, "'models[0].role'"),
+        ({"models": [{"id": "a", "flavour": "sklearn", "artifact": "x", "role": "canary"}]}, "champion or challenger"),
+    ],
+)
+def test_spec__invalid_field_is_named(change, field):
+    with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        PipelineSpec.from_dict({**BASE, **change})
+
+
+def test_spec__missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(SpecError, match="rendezvous demo"):
+        load_spec(tmp_path / "nope.yaml")
