@@ -1,0 +1,33 @@
+# The two commands: `make demo` (the main job, embedded broker) and `make test` (the whole suite).
+# Both create .venv and install what they need. Python 3.11; Java 17 + Maven for Apache Kafka.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit kafka bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rendezvous demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit schemas pipelines
+
+kafka: $(STAMP)
+	$(BIN)/rendezvous kafka
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.e2e
+
+clean:
+	rm -rf $(VENV) .cache data .pytest_cache

@@ -1,0 +1,1 @@
+"""One module per Rendezvous role: decoy, model runner, rendezvous; each registers Faust agents."""

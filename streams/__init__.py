@@ -1,0 +1,1 @@
+"""Wiring: settings, brokers, topics, the Faust app factory, REST, the command line."""

@@ -1,0 +1,67 @@
+"""The Faust app factory: one app (one consumer group) per role of a pipeline.
+
+* ``core`` — decoy + rendezvous + REST, sharing one consumer of ``{p}.requests``;
+* ``group:<name>`` — a model group: its models score every request in micro-batches.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from pipelines.spec import PipelineSpec
+from streams.settings import Settings
+from streams.topics import PipelineTopics
+
+__all__ = ["create_app", "app_id"]
+
+
+def app_id(spec: PipelineSpec, role: str) -> str:
+    return f"rdv-{spec.name}-{role.replace(':', '-')}"
+
+
+def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **conf) -> faust.App:
+    """A configured Faust app for ``role`` with its agents registered."""
+    web = role == "core"
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id(spec, role),
+        broker=f"rdv://{settings.bootstrap}",
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=spec.partitions,
+        topic_replication_factor=1,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=0,
+        stream_wait_empty=False,
+        web_enabled=web,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        datadir=str(settings.data_dir / "faust" / "{conf.id}"),
+        **conf,
+    )
+    app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
+    topics = PipelineTopics(spec.name)
+    if role == "core":
+        from agents import decoy, rendezvous
+        from streams import web as web_views
+
+        replies = web_views.ReplyBoard()
+        decoy.register(app, spec, settings, topics)
+        rendezvous.register(app, spec, settings, topics, on_result=replies.resolve)
+        web_views.register(app, spec, settings, topics, replies)
+    elif role.startswith("group:"):
+        from agents import model_runner
+
+        model_runner.register(app, spec, settings, topics, group=role.split(":", 1)[1])
+    else:
+        raise ValueError(f"unknown role {role!r}: expected 'core' or 'group:<name>'")
+    logging.getLogger("faust").setLevel(settings.log_level.upper())
+    return app

@@ -1,0 +1,138 @@
+"""``rendezvous`` — the command line: brokers, workers, the whole stack, the demo.
+
+Every option also reads an environment variable (shown in ``--help``); see README "Settings".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from streams.settings import NoBrokerError, Settings
+
+__all__ = ["main"]
+
+_BROKER = click.option("--broker", envvar="RDV_BROKER", default=None, show_envvar=True,
+                       help="Kafka broker URL, kafka://HOST:PORT. Without it `up` and `demo` start an embedded one.")
+_DATA = click.option("--data-dir", envvar="RDV_DATA_DIR", default=None, show_envvar=True, type=click.Path(path_type=Path),
+                     help="Where the archive, models and logs go (default ./data).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Rendezvous: run machine-learning models in production on Kafka.
+
+    Every request is an event on PIPELINE.requests; every live model scores it in parallel;
+    a decoy archives it; the rendezvous returns the best answer under a per-request deadline.
+
+    \b
+    Quick start:
+      rendezvous demo              train models, start everything, stream 5,000 requests
+      rendezvous up SPEC.yaml      run a deployment spec in the foreground
+      rendezvous broker            an embedded Kafka-compatible broker on :9092
+    """
+
+
+def _foreground(process_stop, what: str) -> None:
+    """Wait until SIGINT/SIGTERM, then run ``process_stop``."""
+    stopping = []
+
+    def handler(signum, frame):
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stopping:
+        signal.pause() if hasattr(signal, "pause") else time.sleep(0.5)
+    click.echo(f"stopping {what} …", err=True)
+    process_stop()
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1.")
+def broker(port: int) -> None:
+    """Run the embedded broker (Tansu, memory only) in the foreground; Ctrl-C stops it."""
+    from streams.brokers import EmbeddedBroker
+
+    embedded = EmbeddedBroker(port).start()
+    click.echo(f"embedded broker ready: RDV_BROKER={embedded.url}  (memory only; Ctrl-C stops it)")
+    _foreground(embedded.stop, "broker")
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="Kafka's data directory (default: a temp dir).")
+def kafka(port: int, log_dir: Path | None) -> None:
+    """Run Apache Kafka 4.x (single node, KRaft) in the foreground; jars come from Maven Central."""
+    from streams.brokers import KafkaBroker
+
+    click.echo("fetching Apache Kafka jars with mvn (first time only) and starting the broker …", err=True)
+    server = KafkaBroker(port, log_dir=log_dir).start()
+    click.echo(f"Apache Kafka ready: RDV_BROKER={server.url}  (data in {server.log_dir}; Ctrl-C stops it)")
+    _foreground(server.stop, "Kafka")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--role", default="core", show_default=True, help="core (decoy + rendezvous + REST) or group:NAME.")
+@_BROKER
+@_DATA
+def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> None:
+    """Run one worker of a pipeline (one Faust app: one consumer group)."""
+    import faust
+
+    from pipelines.spec import load_spec
+    from streams.app import create_app
+
+    settings = Settings.from_env(broker=broker, data_dir=data_dir)
+    if not settings.broker:
+        raise click.ClickException(str(NoBrokerError("worker")))
+    app = create_app(load_spec(spec), settings, role)
+    faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_BROKER
+@_DATA
+@click.option("--port", "web_port", envvar="RDV_WEB_PORT", type=int, default=None, show_envvar=True,
+              help="REST port (default 8080).")
+def up(spec: Path, broker: str | None, data_dir: Path | None, web_port: int | None) -> None:
+    """Run everything SPEC needs in the foreground: broker (embedded unless --broker), topics, workers."""
+    from pipelines.spec import load_spec
+    from streams.stack import Stack
+
+    pipeline = load_spec(spec)
+    stack = Stack(pipeline, Settings.from_env(broker=broker, data_dir=data_dir, web_port=web_port))
+    stack.start()
+    settings = stack.settings
+    click.echo(f"pipeline {pipeline.name} is up on {settings.broker}"
+               f"{' (embedded broker)' if stack.broker else ''}")
+    click.echo(f"  topics:  {', '.join(f'{pipeline.name}.{t}' for t in ('requests', 'scores', 'results', 'feedback', 'control', 'dlq'))}")
+    click.echo(f"  workers: {', '.join(stack.roles)}  (logs in {stack.log_dir})")
+    click.echo(f"  REST:    http://{settings.web_host}:{settings.web_port}/v1/{pipeline.name}/predict   "
+               f"health: http://{settings.web_host}:{settings.web_port}/v1/health")
+    click.echo("Ctrl-C stops all of it.")
+    _foreground(stack.stop, "pipeline")
+
+
+@main.command()
+@click.option("--requests", "n_requests", type=int, default=5000, show_default=True, help="How many requests to stream.")
+@click.option("--rate", type=float, default=250.0, show_default=True, help="Requests per second.")
+@click.option("--deadline-ms", type=int, default=100, show_default=True, help="The pipeline's deadline.")
+@_BROKER
+@_DATA
+def demo(n_requests: int, rate: float, deadline_ms: int, broker: str | None, data_dir: Path | None) -> None:
+    """Train three models on River's Agrawal stream, start everything, stream requests, summarise."""
+    from streams.demo import run_demo
+
+    sys.exit(run_demo(Settings.from_env(broker=broker, data_dir=data_dir), n_requests, rate, deadline_ms))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""A Kafka client for a pipeline: send requests at a steady rate, collect results and scores.
+
+Used by the demo, the tests and the benchmarks; it is also how an application talks to a
+pipeline without REST. Latency is measured client-side: send to receipt of the Result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.codec import DecodeError, codec_for
+from streams.topics import PipelineTopics
+
+__all__ = ["PipelineClient", "Received"]
+
+
+@dataclass
+class Received:
+    results: dict[str, dict] = field(default_factory=dict)
+    result_at: dict[str, float] = field(default_factory=dict)
+    duplicates: int = 0
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # request_id -> model_id -> prediction
+    dlq: list[dict] = field(default_factory=list)
+
+
+class PipelineClient:
+    """``async with PipelineClient(bootstrap, pipeline) as client: ...``"""
+
+    def __init__(self, bootstrap: str, pipeline: str, encoding: str = "avro", watch_scores: bool = False) -> None:
+        self.bootstrap = bootstrap
+        self.topics = PipelineTopics(pipeline)
+        self.encoding = encoding
+        self.watch = [self.topics.results, self.topics.dlq] + ([self.topics.scores] if watch_scores else [])
+        self.sent_at: dict[str, float] = {}
+        self.received = Received()
+        self._arrived = asyncio.Event()
+
+    async def __aenter__(self) -> "PipelineClient":
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
+        # (no enable_idempotence: Tansu answers InitProducerId with UnknownError)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                         fetch_max_wait_ms=10, auto_offset_reset="earliest")
+        await self.producer.start()
+        await self.consumer.start()
+        partitions = [TopicPartition(t, p) for t in self.watch
+                      for p in sorted(await self._partitions(t))]
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_end(*partitions)
+        for tp in partitions:  # fix positions now, so nothing published after this point is missed
+            await self.consumer.position(tp)
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def _partitions(self, topic: str) -> set[int]:
+        for _ in range(100):
+            found = self.consumer.partitions_for_topic(topic)
+            if found:
+                return found
+            await self.consumer._client.force_metadata_update()  # topics were just created
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {topic} has no partitions; was the pipeline started (`rendezvous up`)?")
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def send(self, features: Mapping[str, Any], request_id: str | None = None, deadline_ms: int | None = None,
+                   raw: bytes | None = None, **extra) -> str:
+        """Send one request (or ``raw`` bytes as they are) and note when."""
+        rid = request_id or uuid.uuid4().hex
+        if raw is None:
+            record = {"request_id": rid, "features": dict(features), "deadline_ms": deadline_ms,
+                      "tenant": extra.get("tenant"), "reply_to": None, "sent_at": int(time.time() * 1000)}
+            raw = codec_for("Request").encode_as(record, self.encoding)
+        self.sent_at[rid] = time.perf_counter()
+        await self.producer.send(self.topics.requests, value=raw, key=rid.encode())
+        return rid
+
+    async def run_load(self, rows: Iterable[Mapping[str, Any]], rate_per_s: float,
+                       on_sent: Callable[[int], None] = lambda n: None, **kwargs) -> list[str]:
+        """Send ``rows`` at a steady ``rate_per_s`` (open loop: sends never wait for answers)."""
+        ids = []
+        start = time.perf_counter()
+        for i, row in enumerate(rows):
+            delay = start + i / rate_per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ids.append(await self.send(row, **kwargs))
+            on_sent(i + 1)
+        return ids
+
+    async def wait_results(self, ids: Iterable[str], timeout_s: float) -> set[str]:
+        """Wait until every id has a Result (or the timeout); return the ids still missing."""
+        missing = set(ids) - set(self.received.results)
+        end = time.monotonic() + timeout_s
+        while missing and time.monotonic() < end:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), max(0.0, end - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            missing -= set(self.received.results)
+        return missing
+
+    async def wait_for(self, condition: Callable[[Received], bool], timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while not condition(self.received):
+            if time.monotonic() >= end:
+                return False
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), max(0.0, end - time.monotonic()))
+            except asyncio.TimeoutError:
+                return condition(self.received)
+        return True
+
+    async def wait_ready(self, row: Mapping[str, Any], timeout_s: float = 90.0, models: Iterable[str] = (),
+                         alive: Callable[[], None] = lambda: None) -> None:
+        """Probe until a request comes back answered with a score of every model in ``models``.
+
+        ``alive`` is called between probes and should raise when the pipeline's workers died.
+        """
+        wanted = set(models)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            alive()
+            rid = await self.send(row, request_id=f"probe-{uuid.uuid4().hex[:8]}", deadline_ms=2000)
+            if await self.wait_for(lambda r: rid in r.results, 5.0):
+                seen = {s["model_id"] for s in self.received.results[rid]["scores"]}
+                if wanted <= seen and self.received.results[rid]["status"] == "ok":
+                    return
+        raise TimeoutError(f"pipeline {self.topics.pipeline} did not answer a probe within {timeout_s:.0f} s")
+
+    def latencies_ms(self, ids: Iterable[str]) -> list[float]:
+        return [(self.received.result_at[i] - self.sent_at[i]) * 1000.0 for i in ids if i in self.received.result_at]
+
+    async def _collect(self) -> None:
+        results, scores, dlq = codec_for("Result"), codec_for("Score"), codec_for("DeadLetter")
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for tp, messages in batch.items():
+                for message in messages:
+                    try:
+                        if tp.topic == self.topics.results:
+                            self._file_result(results.decode(message.value), now)
+                        elif tp.topic == self.topics.scores:
+                            score = scores.decode(message.value)
+                            self.received.scores.setdefault(score["request_id"], {})[score["model_id"]] = score
+                        else:
+                            self.received.dlq.append(dlq.decode(message.value))
+                    except DecodeError:
+                        continue
+            if batch:
+                self._arrived.set()
+
+    def _file_result(self, record: dict, now: float) -> None:
+        rid = record["request_id"]
+        if rid in self.received.results:
+            self.received.duplicates += 1
+            return
+        self.received.results[rid] = record
+        self.received.result_at[rid] = now

@@ -1,0 +1,86 @@
+"""``rendezvous demo``: the main job, end to end on a real broker, with a summary table."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections import Counter
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pipelines.spec import load_spec
+from pipelines.train import agrawal_rows, train_demo_models
+from streams.client import PipelineClient
+from streams.settings import Settings
+from streams.stack import Stack
+
+__all__ = ["run_demo", "percentile"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int) -> int:
+    console = Console(stderr=True)
+    with console.status("training lr, xgb and a canary on River's Agrawal stream …"):
+        spec = load_spec(train_demo_models(settings.data_dir / "demo", deadline_ms=deadline_ms))
+    with console.status(f"starting {'the embedded broker and ' if not settings.broker else ''}"
+                        f"{1 + len(spec.groups)} workers …"):
+        stack = Stack(spec, settings).start()
+    try:
+        with console.status("waiting for every model group to join …"):
+            summary = asyncio.run(_stream(stack, spec, n_requests, rate, console))
+    finally:
+        with console.status("stopping …"):
+            stack.stop()
+    console.print(summary)
+    return 0
+
+
+async def _stream(stack: Stack, spec, n: int, rate: float, console: Console) -> Table:
+    rows = [x for x, _ in agrawal_rows(n, seed=2024)]
+    async with PipelineClient(stack.settings.bootstrap, spec.name, stack.settings.encoding, watch_scores=True) as client:
+        await client.wait_ready(rows[0], models=[m.id for m in spec.models], alive=stack.check_alive)
+        client.sent_at.clear(), client.received.results.clear()
+        columns = (TextColumn("streaming"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("requests", total=n)
+            ids = await client.run_load(rows, rate, on_sent=lambda i: progress.update(task, completed=i))
+        missing = await client.wait_results(ids, timeout_s=10 + spec.deadline_ms / 1000)
+        await asyncio.sleep(0)  # let the collector file what already arrived
+        return _summary(spec, client, ids, missing, rate)
+
+
+def _summary(spec, client: PipelineClient, ids: list[str], missing: set[str], rate: float) -> Table:
+    results = [client.received.results[i] for i in ids if i in client.received.results]
+    statuses = Counter(r["status"] for r in results)
+    latencies = client.latencies_ms(ids)
+    table = Table(title=f"Rendezvous demo — pipeline {spec.name}, {len(ids):,} requests at {rate:g}/s, "
+                        f"deadline {spec.deadline_ms} ms")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in [
+        ("sent", len(ids)), ("answered (status ok)", statuses["ok"]), ("timeouts", statuses["timeout"]),
+        ("errors (every model failed)", statuses["error"]), ("no result", len(missing)),
+        ("duplicate results", client.received.duplicates), ("DLQ records", len(client.received.dlq)),
+    ]:
+        table.add_row(name, f"{value:,}")
+    for q in (50, 95, 99):
+        table.add_row(f"end-to-end latency p{q}", f"{percentile(latencies, q):.1f} ms")
+    answered_by = Counter(r["model_id"] for r in results if r["model_id"])
+    scores = client.received.scores
+    for model in spec.models:
+        agree = [s[model.id]["prediction"] == s["canary"]["prediction"]
+                 for s in (scores.get(i, {}) for i in ids) if model.id in s and "canary" in s]
+        share = f"{100 * sum(agree) / len(agree):.1f}%" if agree else "n/a"
+        table.add_row(f"answers by {model.id} ({model.role})",
+                      f"{answered_by[model.id]:,}  ·  agrees with canary {share}")
+    table.add_row("median rendezvous wait (mailbox open → answer)", f"{statistics.median(r['latency_ms'] for r in results):.1f} ms"
+                  if results else "n/a")
+    return table

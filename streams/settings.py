@@ -1,0 +1,73 @@
+"""Settings from environment variables (``RDV_*``), with sane defaults for one small machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+__all__ = ["Settings", "NoBrokerError", "kafka_bootstrap"]
+
+
+class NoBrokerError(RuntimeError):
+    """A command needs a broker and none was given."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(
+            f"`rendezvous {command}` needs a Kafka broker: pass --broker kafka://HOST:PORT or set "
+            f"RDV_BROKER. For a local one run `rendezvous broker` (embedded) or `make kafka` (Apache Kafka) "
+            f"in another terminal, or use `rendezvous up`, which starts an embedded broker itself."
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob, each read from ``RDV_<NAME upper-cased>``."""
+
+    broker: str | None = None            # kafka://host:port; None = none given
+    data_dir: Path = Path("data")        # archive, models, reports
+    encoding: str = "avro"               # what our workers write: avro (single-object) | json
+    fetch_max_wait_ms: int = 10          # consumer fetch wait: Tansu waits this long on every fetch
+    rebalance_timeout_s: float = 3.0     # group join time on a fresh group
+    session_timeout_s: float = 10.0
+    batch_max: int = 256                 # model micro-batch size
+    batch_within_ms: float = 2.0         # longest a model waits to fill a micro-batch
+    tick_ms: float = 5.0                 # deadline resolution of the rendezvous
+    miss_limit: int = 3                  # missed deadlines in a row before a model counts as down
+    archive_flush_rows: int = 5_000      # decoy: Parquet file per this many rows …
+    archive_flush_s: float = 5.0         # … or this many seconds
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    log_level: str = "warning"
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None, **overrides) -> "Settings":
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"RDV_{f.name.upper()}")
+            if raw not in (None, ""):
+                values[f.name] = _convert(f.name, raw, type(getattr(cls, f.name, None)) if f.name != "broker" else str)
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def bootstrap(self) -> str:
+        if not self.broker:
+            raise NoBrokerError("this command")
+        return kafka_bootstrap(self.broker)
+
+
+def _convert(name: str, raw: str, kind: type):
+    try:
+        if kind is bool:
+            return raw.lower() in ("1", "true", "yes")
+        return Path(raw) if kind in (Path,) or name == "data_dir" else kind(raw)
+    except ValueError:
+        raise ValueError(f"environment variable RDV_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def kafka_bootstrap(url: str) -> str:
+    """``kafka://a:9092;b:9092`` or ``a:9092,b:9092`` -> ``a:9092,b:9092``."""
+    hosts = url.split("://", 1)[-1]
+    return ",".join(h.strip() for h in hosts.replace(";", ",").split(",") if h.strip())

@@ -1,0 +1,96 @@
+"""Everything a deployment spec needs, as child processes: broker (unless given), topics, workers.
+
+Used by ``rendezvous up``, ``rendezvous demo``, the integration tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from pipelines.spec import PipelineSpec
+from streams.brokers import BrokerProcess, EmbeddedBroker
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+__all__ = ["Stack"]
+
+
+class Stack:
+    """Broker + core worker + one worker per model group; ``start()`` / ``stop()``."""
+
+    def __init__(self, spec: PipelineSpec, settings: Settings, log_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.broker: BrokerProcess | None = None
+        if not settings.broker:
+            self.broker = EmbeddedBroker()
+            settings = replace(settings, broker=self.broker.url)
+        self.settings = settings
+        self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
+        self.workers: dict[str, subprocess.Popen] = {}
+
+    @property
+    def roles(self) -> list[str]:
+        return ["core"] + [f"group:{g}" for g in self.spec.groups]
+
+    def start(self) -> "Stack":
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.broker is not None:
+            self.broker.start()
+        asyncio.run(ensure_topics(self.settings.bootstrap, self.spec.name, self.spec.partitions))
+        for role in self.roles:
+            self.start_worker(role)
+        return self
+
+    def start_worker(self, role: str) -> subprocess.Popen:
+        env = {**os.environ, "RDV_BROKER": self.settings.broker, "RDV_DATA_DIR": str(self.settings.data_dir),
+               "RDV_WEB_PORT": str(self.settings.web_port), "RDV_ENCODING": self.settings.encoding}
+        log = open(self.log_dir / f"{role.replace(':', '-')}.log", "ab")
+        command = [sys.executable, "-m", "streams.cli", "worker", str(self.spec.source), "--role", role]
+        self.workers[role] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, start_new_session=True)
+        return self.workers[role]
+
+    def stop_worker(self, role: str, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        process = self.workers.pop(role)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def failed(self) -> dict[str, int]:
+        """Workers that exited on their own, with their exit codes."""
+        return {role: p.returncode for role, p in self.workers.items() if p.poll() is not None}
+
+    def check_alive(self) -> None:
+        """Raise with the log's tail if a worker exited on its own."""
+        for role, code in self.failed().items():
+            tail = (self.log_dir / f"{role.replace(':', '-')}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"worker {role} exited with code {code}; its log ends with:\n{tail}")
+
+    def stop(self) -> None:
+        for role in list(self.workers):
+            self.workers[role].send_signal(signal.SIGTERM)
+        for role in list(self.workers):
+            self.stop_worker(role)
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> "Stack":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

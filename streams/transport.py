@@ -1,0 +1,34 @@
+"""A Faust transport (URL scheme ``rdv://``) that is aiokafka with the project's consumer settings.
+
+Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. Kafka answers a fetch as soon
+as data arrives, but the embedded Tansu broker waits the full time, so every hop would cost
+0.5–1.5 s. This subclass passes ``app.rdv_fetch_max_wait_ms`` instead. It is registered in
+the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own plug-in point.
+"""
+
+from __future__ import annotations
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+__all__ = ["Transport", "DEFAULT_FETCH_MAX_WAIT_MS"]
+
+DEFAULT_FETCH_MAX_WAIT_MS = 10
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka keeps the constructor argument here and hands it to its fetcher at
+        # start(); tests/unit/test_transport.py fails if a release renames it.
+        consumer._fetch_max_wait_ms = getattr(self.app, "rdv_fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
+        return consumer
+
+
+class Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = Consumer
+    driver_version = f"rendezvous+{faust_aiokafka.Transport.driver_version}"

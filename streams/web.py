@@ -1,0 +1,99 @@
+"""REST: ``POST /v1/{pipeline}/predict`` answers within the deadline; ``GET /v1/health``.
+
+The view sends the request to ``{p}.requests`` like any producer and waits on a future that
+the rendezvous resolves when it publishes the Result (same worker: the core app owns the
+request's partition when one core worker runs; see README "Scaling out").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import faust
+from faust.web import Request, Response, View
+
+from pipelines.spec import PipelineSpec
+from schemas.codec import DecodeError, codec_for
+from streams.settings import Settings
+from streams.topics import PipelineTopics
+
+__all__ = ["ReplyBoard", "register"]
+
+_MARGIN_S = 0.25
+_STATUS = {"ok": 200, "timeout": 504, "error": 502}
+
+
+class ReplyBoard:
+    """Futures of REST callers waiting for their request's Result."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future] = {}
+
+    def expect(self, request_id: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        return future
+
+    def forget(self, request_id: str) -> None:
+        self._waiting.pop(request_id, None)
+
+    def resolve(self, record: dict) -> None:
+        future = self._waiting.pop(record["request_id"], None)
+        if future is not None and not future.done():
+            future.set_result(record)
+
+
+def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics,
+             replies: ReplyBoard) -> None:
+    requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
+    codec = codec_for("Request")
+
+    @app.page("/v1/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            server = getattr(app, "rdv_rendezvous", None)
+            return self.json({
+                "status": "ok", "pipeline": spec.name, "ranking": list(spec.ranking),
+                "models": [{"id": m.id, "version": m.version, "role": m.role, "group": m.group} for m in spec.models],
+                "stats": dict(server.stats) if server else {},
+                "late_scores": dict(server.late) if server else {},
+                "models_down": sorted(server.health.down) if server else [],
+            })
+
+    @app.page("/v1/{pipeline}/predict")
+    class Predict(View):
+        async def post(self, request: Request, pipeline: str) -> Response:
+            if pipeline != spec.name:
+                return self.json({"error": f"unknown pipeline {pipeline!r}; this server runs {spec.name!r}"},
+                                 status=404)
+            body = await self.read_request_content(request)
+            try:
+                record = _request_from_body(body, codec)
+            except DecodeError as exc:
+                return self.json({"error": exc.reason}, status=400)
+            rid = record["request_id"]
+            future = replies.expect(rid)
+            deadline_s = (record["deadline_ms"] or spec.deadline_ms) / 1000.0
+            await requests.send(key=rid.encode(), value=codec.encode(record))
+            try:
+                result = await asyncio.wait_for(future, deadline_s + _MARGIN_S)
+            except asyncio.TimeoutError:
+                replies.forget(rid)
+                return self.json({"error": f"no result within the deadline of {deadline_s * 1000:.0f} ms "
+                                           f"(plus {_MARGIN_S * 1000:.0f} ms margin)", "request_id": rid}, status=504)
+            return self.json(result, status=_STATUS.get(result["status"], 500))
+
+
+def _request_from_body(body: bytes, codec) -> dict:
+    try:
+        data = json.loads(body or b"null")
+    except ValueError as exc:
+        raise DecodeError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DecodeError('body must be a JSON object like {"features": {...}, "deadline_ms": 100}')
+    data.setdefault("request_id", uuid.uuid4().hex)
+    data.setdefault("sent_at", int(time.time() * 1000))
+    return codec.decode(json.dumps(data).encode())

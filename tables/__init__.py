@@ -1,0 +1,1 @@
+"""Changelog-backed tables (mailboxes, archive) and readers that turn them into DataFrames."""

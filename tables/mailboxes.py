@@ -1,0 +1,74 @@
+"""Mailboxes: one per request, filed with scores as they arrive, closed once with a decision.
+
+A mailbox is a small JSON-able dict kept in a changelog-backed Faust table keyed by
+``request_id``, so an open request survives a worker restart and a closed one stays closed
+(late scores are counted, never re-emitted). The functions here are pure.
+
+>>> box = new_mailbox(partition=2)
+>>> open_mailbox(box, {"deadline_ms": None, "tenant": None, "reply_to": None, "sent_at": None},
+...              now_ms=1000, default_deadline_ms=50)["deadline_at"]
+1050
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pipelines.policies import Decision, ScoreView
+
+__all__ = ["close_mailbox", "file_score", "is_open", "new_mailbox", "open_mailbox", "result_record", "score_views"]
+
+_SCORE_KEYS = ("model_id", "model_version", "role", "prediction", "probabilities", "status", "latency_ms", "error")
+
+
+def new_mailbox(partition: int) -> dict:
+    return {"partition": partition, "opened_at": None, "deadline_at": None, "meta": {}, "scores": {}, "done": None}
+
+
+def open_mailbox(box: dict, request: Mapping[str, Any], now_ms: float, default_deadline_ms: int) -> dict:
+    """The request arrived: start its deadline clock (scores may already be filed)."""
+    deadline_ms = request.get("deadline_ms") or default_deadline_ms
+    box["opened_at"] = now_ms
+    box["deadline_at"] = now_ms + deadline_ms
+    box["meta"] = {k: request.get(k) for k in ("tenant", "reply_to", "sent_at")}
+    return box
+
+
+def is_open(box: Mapping[str, Any] | None) -> bool:
+    return bool(box) and box["opened_at"] is not None and box["done"] is None
+
+
+def file_score(box: dict, score: Mapping[str, Any]) -> dict:
+    box["scores"][score["model_id"]] = {k: score.get(k) for k in _SCORE_KEYS}
+    return box
+
+
+def score_views(box: Mapping[str, Any]) -> dict[str, ScoreView]:
+    return {m: ScoreView.from_record(s) for m, s in box["scores"].items()}
+
+
+def close_mailbox(box: dict, decision: Decision) -> dict:
+    """Mark the mailbox answered; keep only what dedupes late scores and explains the answer."""
+    box["done"] = decision.status
+    box["chosen"] = decision.score.model_id if decision.score else None
+    return box
+
+
+def result_record(request_id: str, box: Mapping[str, Any], decision: Decision, policy: str, now_ms: float) -> dict:
+    score = decision.score
+    return {
+        "request_id": request_id,
+        "prediction": score.prediction if score else None,
+        "probabilities": dict(score.probabilities) if score and score.probabilities else None,
+        "model_id": score.model_id if score else None,
+        "model_version": score.model_version if score else None,
+        "policy": policy,
+        "reason": decision.reason,
+        "scores": [
+            {k: s.get(k) for k in ("model_id", "model_version", "role", "prediction", "status", "latency_ms")}
+            for s in box["scores"].values()
+        ],
+        "latency_ms": float(now_ms - box["opened_at"]),
+        "status": decision.status,
+        **{k: box["meta"].get(k) for k in ("tenant", "reply_to", "sent_at")},
+    }
