@@ -1,0 +1,52 @@
+"""Start whole pipelines (core + model groups as real processes) on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+
+import pytest
+import yaml
+
+from pipelines.spec import load_spec
+from pipelines.train import agrawal_rows
+from streams.brokers import free_port
+from streams.client import PipelineClient
+from streams.settings import Settings
+from streams.stack import Stack
+
+pytestmark = pytest.mark.integration
+_counter = itertools.count()
+
+
+def make_stack(broker, trained, tmp_path, deadline_ms: int = 150, **overrides) -> Stack:
+    """A fresh pipeline (unique name: its own topics and groups) on ``broker``."""
+    directory, template = trained
+    data = yaml.safe_load(template.read_text())
+    data["pipeline"] = f"t{next(_counter)}-{uuid.uuid4().hex[:6]}"
+    data["deadline_ms"] = deadline_ms
+    for model in data["models"]:
+        model["artifact"] = str(directory / model["artifact"])
+    path = tmp_path / f"{data['pipeline']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    settings = Settings.from_env({}, broker=broker.url, data_dir=tmp_path / "data", web_port=free_port(),
+                                 **overrides)
+    return Stack(load_spec(path), settings)
+
+
+def rows(n: int, seed: int = 11) -> list[dict]:
+    return [x for x, _ in agrawal_rows(n, seed=seed)]
+
+
+async def ready_client(stack: Stack, **kwargs) -> PipelineClient:
+    client = PipelineClient(stack.settings.bootstrap, stack.spec.name, **kwargs)
+    await client.__aenter__()
+    await client.wait_ready(rows(1)[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
+    return client
+
+
+@pytest.fixture
+def run():
+    """Run a coroutine on a fresh event loop (tests stay plain functions)."""
+    return lambda coro: asyncio.run(coro)

@@ -1,0 +1,159 @@
+"""The Rendezvous core end to end on real brokers: requests -> model groups -> one Result each."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import httpx
+import pytest
+
+from tables.archive import read_archive
+from tests.integration.conftest import make_stack, ready_client, rows
+
+pytestmark = pytest.mark.integration
+
+
+def test_pipeline__every_request_gets_exactly_one_result(broker, trained, tmp_path, run):
+    # A generous deadline: this test is about correctness, not speed (that is benchmarks/).
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=5000)
+
+    async def scenario():
+        client = await ready_client(stack)
+        try:
+            ids = await client.run_load(rows(1000), rate_per_s=400)
+            missing = await client.wait_results(ids, timeout_s=60)
+            # a last request after the others: its answer means earlier duplicates would have shown
+            last = await client.send(rows(1, seed=3)[0])
+            await client.wait_results([last], timeout_s=30)
+            return ids, missing, client.received
+        finally:
+            await client.__aexit__(None, None, None)
+
+    with stack:
+        ids, missing, received = run(scenario())
+    assert not missing, f"{len(missing)} requests got no result"
+    assert received.duplicates == 0
+    statuses = [received.results[i]["status"] for i in ids]
+    assert set(statuses) == {"ok"}
+    answered_by = {received.results[i]["model_id"] for i in ids if received.results[i]["status"] == "ok"}
+    assert answered_by <= {"xgb", "lr"}  # the canary is scored but never returned
+    chosen = received.results[ids[0]]
+    assert {s["model_id"] for s in chosen["scores"]} >= {chosen["model_id"]}
+    # the decoy archived every request exactly once (after the stop flushed its last Parquet file)
+    archive = read_archive(stack.settings.data_dir / stack.spec.name / "archive")
+    assert set(ids) <= set(archive["request_id"]) and archive["request_id"].is_unique
+    assert archive.set_index("request_id").loc[ids[5], "f_age"] == rows(1000)[5]["age"]
+
+
+def test_pipeline__stopped_model_group_leaves_answers_to_the_others(broker, trained, tmp_path, run):
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=120)
+
+    async def scenario():
+        client = await ready_client(stack)
+        try:
+            before = await client.run_load(rows(200), rate_per_s=200)
+            stack.stop_worker("group:boosted")  # xgb, the top preference, goes away mid-stream
+            after = await client.run_load(rows(300, seed=5), rate_per_s=200)
+            missing = await client.wait_results(before + after, timeout_s=60)
+            return before, after, missing, client.received
+        finally:
+            await client.__aexit__(None, None, None)
+
+    with stack:
+        before, after, missing, received = run(scenario())
+    assert not missing and received.duplicates == 0
+    late_ones = [received.results[i] for i in after[-200:]]
+    assert all(r["status"] == "ok" and r["model_id"] == "lr" for r in late_ones)
+    # once xgb missed a few deadlines it is known to be down: lr answers without waiting for the deadline
+    assert any("down: xgb" in r["reason"] for r in late_ones)
+    assert all(r["latency_ms"] < stack.spec.deadline_ms for r in late_ones if "down: xgb" in r["reason"])
+
+
+def test_pipeline__bad_input_goes_to_the_dlq_and_valid_requests_keep_flowing(broker, trained, tmp_path, run):
+    stack = make_stack(broker, trained, tmp_path)
+    bad = {
+        "garbage": b"\x00\xff\x13garbage",
+        "broken-json": b'{"request_id": "b1", "features": ',
+        "wrong-type": json.dumps({"request_id": "b2", "features": {"age": "old", "x": [1]}}).encode(),
+        "missing-field": json.dumps({"request_id": "b3"}).encode(),
+        "truncated-avro": b"\xc3\x01\x00\x01",
+    }
+
+    async def scenario():
+        client = await ready_client(stack)
+        try:
+            good = []
+            for name, payload in bad.items():
+                await client.send({}, request_id=name, raw=payload)
+                good.append(await client.send(rows(1, seed=len(good))[0]))
+            # JSON requests from any producer are answered too
+            good.append(await client.send({}, request_id="json-1",
+                                          raw=json.dumps({"request_id": "json-1", "features": rows(1)[0]}).encode()))
+            missing = await client.wait_results(good, timeout_s=30)
+            got_all = await client.wait_for(lambda r: len(r.dlq) >= len(bad), timeout_s=30)
+            return good, missing, got_all, client.received
+        finally:
+            await client.__aexit__(None, None, None)
+
+    with stack:
+        good, missing, got_all, received = run(scenario())
+    assert not missing and got_all
+    reasons = {d["key"].decode(): d for d in received.dlq}
+    assert set(reasons) == set(bad)
+    assert "unknown format" in reasons["garbage"]["reason"]
+    assert "invalid JSON" in reasons["broken-json"]["reason"]
+    assert "field 'features'" in reasons["wrong-type"]["reason"]
+    assert "missing required field 'features'" in reasons["missing-field"]["reason"]
+    assert "truncated Avro header" in reasons["truncated-avro"]["reason"]
+    assert all(d["payload"] == bad[k] and d["source_topic"] == stack.spec.name + ".requests" for k, d in reasons.items())
+    assert not set(bad) & set(received.results)
+
+
+def test_pipeline__rest_predict_round_trip(broker, trained, tmp_path, run):
+    stack = make_stack(broker, trained, tmp_path)
+    base = f"http://127.0.0.1:{stack.settings.web_port}"
+    with stack:
+        run(_ready_then_close(stack))
+        with httpx.Client(base_url=base, timeout=10) as http:
+            features = rows(1)[0]
+            answer = http.post(f"/v1/{stack.spec.name}/predict", json={"features": features, "deadline_ms": 500})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["status"] == "ok" and body["model_id"] == "xgb" and body["prediction"] in (0, 1)
+            assert body["policy"] == "preference" and body["request_id"]
+            invalid = http.post(f"/v1/{stack.spec.name}/predict", json={"features": {"age": "old"}, "deadline_ms": -1})
+            assert invalid.status_code == 400 and "deadline_ms" in invalid.json()["error"]
+            missing = http.post(f"/v1/{stack.spec.name}/predict", json={"deadline_ms": 50})
+            assert missing.status_code == 400 and "features" in missing.json()["error"]
+            assert http.post("/v1/nope/predict", json={"features": features}).status_code == 404
+            health = http.get("/v1/health").json()
+            assert health["status"] == "ok" and health["ranking"] == ["xgb", "lr"]
+
+
+async def _ready_then_close(stack):
+    client = await ready_client(stack)
+    await client.__aexit__(None, None, None)
+
+
+def test_pipeline__restarted_rendezvous_keeps_one_result_per_request(broker, trained, tmp_path, run):
+    stack = make_stack(broker, trained, tmp_path)
+
+    async def scenario():
+        client = await ready_client(stack)
+        try:
+            first = await client.run_load(rows(300), rate_per_s=300)
+            stack.stop_worker("core", signal.SIGTERM)
+            stack.start_worker("core")
+            second = await client.run_load(rows(300, seed=8), rate_per_s=300)
+            missing = await client.wait_results(first + second, timeout_s=90)
+            last = await client.send(rows(1, seed=4)[0])
+            await client.wait_results([last], timeout_s=30)
+            return first + second, missing, client.received
+        finally:
+            await client.__aexit__(None, None, None)
+
+    with stack:
+        ids, missing, received = run(scenario())
+    assert not missing, f"{len(missing)} requests got no result across the restart"
+    assert received.duplicates == 0
