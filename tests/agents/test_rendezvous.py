@@ -1,0 +1,115 @@
+"""The rendezvous role's state machine over a mailbox mapping, with an injected clock."""
+
+import pytest
+
+from agents.rendezvous import Rendezvous
+from pipelines.spec import PipelineSpec
+
+SPEC = PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "models": [
+    {"id": "a", "flavour": "external", "role": "champion", "group": "a"},
+    {"id": "b", "flavour": "external", "role": "challenger", "group": "b"},
+    {"id": "c", "flavour": "external", "role": "canary", "group": "c"},
+]})
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def server(clock):
+    return Rendezvous(SPEC, {}, clock=clock, miss_limit=2)
+
+
+def request(rid, deadline_ms=None):
+    return {"request_id": rid, "features": {"x": 1.0}, "deadline_ms": deadline_ms, "tenant": "t",
+            "reply_to": None, "sent_at": 5}
+
+
+def score(rid, model, status="ok", prediction=1):
+    return {"request_id": rid, "model_id": model, "model_version": "1", "role": "champion",
+            "prediction": prediction, "probabilities": None, "latency_ms": 0.5, "status": status, "error": None}
+
+
+def test_rendezvous__top_choice_answers_at_once(server, clock):
+    assert server.on_request(request("r1"), 3) == []
+    clock.now += 4
+    [(rid, partition, result)] = server.on_score(score("r1", "a", prediction=0), 3)
+    assert (rid, partition) == ("r1", 3)
+    assert result["status"] == "ok" and result["model_id"] == "a" and result["latency_ms"] == 4
+    assert result["tenant"] == "t" and result["sent_at"] == 5
+
+
+def test_rendezvous__scores_before_the_request_are_kept(server):
+    assert server.on_score(score("r1", "a"), 0) == []
+    [(_, _, result)] = server.on_request(request("r1"), 0)
+    assert result["model_id"] == "a"
+
+
+def test_rendezvous__deadline_fires_through_due_with_best_available(server, clock):
+    server.on_request(request("r1", deadline_ms=50), 1)
+    server.on_score(score("r1", "b", prediction=7), 1)
+    clock.now += 49
+    assert server.due() == []
+    clock.now += 1
+    [(rid, box, [(_, _, result)])] = server.due()
+    assert result["model_id"] == "b" and result["prediction"] == 7 and "deadline passed" in result["reason"]
+    assert box["done"] == "ok"
+
+
+def test_rendezvous__no_answer_is_one_timeout_then_late_scores_are_counted(server, clock):
+    server.on_request(request("r1"), 0)
+    clock.now += 100
+    [(_, _, [(_, _, result)])] = server.due()
+    assert result["status"] == "timeout" and result["prediction"] is None
+    assert server.due() == []
+    assert server.on_score(score("r1", "a"), 0) == []
+    assert server.late["a"] == 1
+
+
+def test_rendezvous__duplicate_request_gets_no_second_result(server):
+    server.on_request(request("r1"), 0)
+    assert server.on_score(score("r1", "a"), 0)
+    assert server.on_request(request("r1"), 0) == []
+    assert server.stats["duplicate_requests"] == 1
+
+
+def test_rendezvous__canary_is_recorded_never_chosen(server, clock):
+    server.on_request(request("r1"), 0)
+    server.on_score(score("r1", "c"), 0)
+    [(_, _, result)] = server.on_score(score("r1", "a"), 0)
+    assert result["model_id"] == "a" and {s["model_id"] for s in result["scores"]} == {"a", "c"}
+
+
+def test_rendezvous__model_down_after_missed_deadlines_is_not_waited_for(server, clock):
+    for rid in ("r1", "r2"):
+        server.on_request(request(rid), 0)
+        server.on_score(score(rid, "b"), 0)
+    clock.now += 100
+    assert len(server.due()) == 2
+    assert server.health.down == {"a"}
+    server.on_request(request("r3"), 0)
+    [(_, _, result)] = server.on_score(score("r3", "b"), 0)
+    assert "down: a" in result["reason"]
+    server.on_score(score("r3", "a"), 0)  # a late score of a: it is back
+    assert server.health.down == set()
+
+
+def test_rendezvous__recover_rearms_open_mailboxes_from_the_table(clock):
+    table = {}
+    first = Rendezvous(SPEC, table, clock=clock)
+    first.on_request(request("r1"), 2)
+    second = Rendezvous(SPEC, table, clock=clock)  # a restarted worker: table restored, no timers
+    assert second.recover() == 1 and second.recover() == 0
+    clock.now += 100
+    [(rid, _, [(_, partition, result)])] = second.due()
+    assert rid == "r1" and partition == 2 and result["status"] == "timeout"

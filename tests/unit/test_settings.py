@@ -1,0 +1,33 @@
+"""Settings come from RDV_* environment variables; a missing broker says how to get one."""
+
+from pathlib import Path
+
+import pytest
+
+from streams.settings import NoBrokerError, Settings, kafka_bootstrap
+
+
+def test_settings__read_from_environment_with_types():
+    settings = Settings.from_env({"RDV_BROKER": "kafka://h:1", "RDV_FETCH_MAX_WAIT_MS": "25",
+                                  "RDV_DATA_DIR": "/x", "RDV_TICK_MS": "2.5"})
+    assert settings.bootstrap == "h:1" and settings.fetch_max_wait_ms == 25
+    assert settings.data_dir == Path("/x") and settings.tick_ms == 2.5
+
+
+def test_settings__overrides_win_over_environment():
+    assert Settings.from_env({"RDV_WEB_PORT": "1"}, web_port=2).web_port == 2
+
+
+def test_settings__bad_value_names_the_variable():
+    with pytest.raises(ValueError, match="RDV_WEB_PORT"):
+        Settings.from_env({"RDV_WEB_PORT": "eighty"})
+
+
+def test_settings__no_broker_says_how_to_get_one():
+    with pytest.raises(NoBrokerError, match="rendezvous broker"):
+        Settings.from_env({}).bootstrap
+
+
+def test_settings__kafka_urls_become_bootstrap_lists():
+    assert kafka_bootstrap("kafka://a:1;b:2") == "a:1,b:2"
+    assert kafka_bootstrap("a:1, b:2") == "a:1,b:2"
