@@ -1,0 +1,1 @@
+"""Reproducible performance harness; results go to BENCHMARKS.md."""

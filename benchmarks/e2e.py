@@ -1,0 +1,141 @@
+"""End-to-end latency of a whole pipeline at fixed offered rates, and the maximum sustained rate.
+
+    python -m benchmarks.e2e                      # both brokers, default rates, writes BENCHMARKS.md
+    python -m benchmarks.e2e --broker kafka --rates 100,500,1000 --duration-s 20
+
+Pipeline: 2 models (XGBoost champion, logistic regression challenger) + a canary (decision
+tree) + the decoy, the demo's models, each model group in its own worker process, on one
+machine with the broker. Latency is client-side: from the producer's send to the Result's
+arrival. A rate is *sustained* when nothing is lost, under 1% time out, and p99 ≤ the SLO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pipelines.spec import load_spec
+from pipelines.train import agrawal_rows, train_demo_models
+from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+from streams.client import PipelineClient
+from streams.demo import percentile
+from streams.settings import Settings
+from streams.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- e2e:start -->", "<!-- e2e:end -->"
+
+
+async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: float, log) -> list[dict]:
+    pool = [x for x, _ in agrawal_rows(20_000, seed=77)]
+    rows_out = []
+    async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
+        await client.wait_ready(pool[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
+        await client.run_load(pool[:200], 100.0)  # warm-up
+        for rate in rates:
+            n = int(rate * duration_s)
+            started = time.perf_counter()
+            ids = await client.run_load((pool[i % len(pool)] for i in range(n)), rate)
+            offered = n / (time.perf_counter() - started)
+            missing = await client.wait_results(ids, timeout_s=30)
+            lat = client.latencies_ms(ids)
+            statuses = [client.received.results[i]["status"] for i in ids if i in client.received.results]
+            row = {"rate": rate, "offered": offered, "n": n, "lost": len(missing),
+                   "timeouts": statuses.count("timeout"), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                   "p999": percentile(lat, 99.9), "duplicates": client.received.duplicates}
+            row["sustained"] = row["lost"] == 0 and row["timeouts"] <= 0.01 * n and row["p99"] <= slo_ms
+            log(f"  {rate:>6.0f}/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms  p99.9 {row['p999']:6.1f} ms"
+                f"  timeouts {row['timeouts']}  lost {row['lost']}  {'ok' if row['sustained'] else 'NOT sustained'}")
+            rows_out.append(row)
+            if not row["sustained"]:
+                break
+    return rows_out
+
+
+def run_broker(kind: str, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log) -> dict:
+    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / "kafka")).start()
+    try:
+        spec = load_spec(train_demo_models(workdir / kind, pipeline=f"bench-{kind}", deadline_ms=deadline_ms))
+        settings = replace(Settings.from_env(), broker=broker.url, data_dir=workdir / kind / "data", web_port=free_port())
+        log(f"{kind}: pipeline {spec.name}, deadline {deadline_ms} ms, {duration_s:g} s per rate")
+        with Stack(spec, settings) as stack:
+            results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, log))
+    finally:
+        broker.stop()
+    return {"broker": kind, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms}
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def render(runs: list[dict], command: str) -> str:
+    lines = [START, f"### End-to-end latency — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             f"- machine: {_machine()}", f"- git commit: `{_commit()}`", f"- command: `{command}`",
+             "- pipeline: XGBoost (champion) + logistic regression (challenger) + decision-tree canary + decoy;"
+             " two model-group workers and one core worker, broker and load generator on the same machine",
+             "- latency: client-side, producer send → Result received", ""]
+    for run in runs:
+        best = max((r["rate"] for r in run["results"] if r["sustained"]), default=0)
+        lines += [f"**{run['broker']} broker** — deadline {run['deadline_ms']} ms; sustained = nothing lost, "
+                  f"≤1% timeouts, p99 ≤ {run['slo_ms']:g} ms. **Maximum sustained rate measured: {best:g} requests/s.**", "",
+                  "| offered rate (req/s) | achieved | requests | p50 ms | p99 ms | p99.9 ms | timeouts | lost | duplicates | sustained |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+        for r in run["results"]:
+            lines.append(f"| {r['rate']:g} | {r['offered']:.0f} | {r['n']} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                         f"{r['p999']:.1f} | {r['timeouts']} | {r['lost']} | {r['duplicates']} | "
+                         f"{'yes' if r['sustained'] else 'no'} |")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write(path: Path, block: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if START in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--broker", choices=["embedded", "kafka", "both"], default="both")
+    parser.add_argument("--rates", default="100,250,500,750,1000,1500,2000",
+                        help="offered rates in requests/s, ascending; stops at the first one not sustained")
+    parser.add_argument("--duration-s", type=float, default=10.0, help="seconds of load per rate")
+    parser.add_argument("--deadline-ms", type=int, default=100)
+    parser.add_argument("--slo-ms", type=float, default=100.0, help="p99 that counts as sustained")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    kinds = ["embedded", "kafka"] if args.broker == "both" else [args.broker]
+    with tempfile.TemporaryDirectory(prefix="rdv-bench-") as tmp:
+        runs = [run_broker(k, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print) for k in kinds]
+    command = "python -m benchmarks.e2e " + " ".join(argv if argv is not None else os.sys.argv[1:])
+    write(args.out, render(runs, command.strip()))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
