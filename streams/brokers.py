@@ -144,6 +144,7 @@ class KafkaBroker(BrokerProcess):
         super().__init__(port, log_path)
         self.controller_port = free_port()
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="rdv-kafka-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.lib_dir = ensure_kafka_jars()
 
     def _properties(self) -> Path:

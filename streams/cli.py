@@ -123,7 +123,7 @@ def up(spec: Path, broker: str | None, data_dir: Path | None, web_port: int | No
 
 @main.command()
 @click.option("--requests", "n_requests", type=int, default=5000, show_default=True, help="How many requests to stream.")
-@click.option("--rate", type=float, default=250.0, show_default=True, help="Requests per second.")
+@click.option("--rate", type=float, default=150.0, show_default=True, help="Requests per second.")
 @click.option("--deadline-ms", type=int, default=100, show_default=True, help="The pipeline's deadline.")
 @_BROKER
 @_DATA

@@ -1,0 +1,80 @@
+"""The decoy agent under Faust's test_context: no broker, real agent body, real table."""
+
+import asyncio
+
+import faust
+import pytest
+
+from agents import decoy
+from pipelines.spec import PipelineSpec
+from schemas.codec import codec_for
+from streams.settings import Settings
+from streams.topics import PipelineTopics
+
+SPEC = PipelineSpec.from_dict({"pipeline": "ag", "partitions": 1, "models": [
+    {"id": "a", "flavour": "external", "role": "champion", "group": "a"}]})
+
+
+class Sent(list):
+    """Stands in for the producer's network side: records what the agent publishes."""
+
+    async def send(self, topic, key, value, partition, timestamp, headers, transactional_id=None):
+        self.append((topic, key, value))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+def capture(app) -> Sent:
+    sent = Sent()
+
+    async def started():
+        return None
+
+    app.producer.maybe_start = started
+    app.producer.send = sent.send
+    return sent
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = faust.App("rdv-test-decoy", broker="rdv://127.0.0.1:1", store="memory://", autodiscover=False,
+                    datadir=str(tmp_path / "faust"))
+    decoy.register(app, SPEC, Settings.from_env({}, data_dir=tmp_path), PipelineTopics("ag"))
+    return app
+
+
+def test_decoy_agent__archives_valid_requests_in_table_and_parquet_buffer(app):
+    request = {"request_id": "r1", "features": {"x": 1.5}, "deadline_ms": None, "tenant": None,
+               "reply_to": None, "sent_at": None}
+    raw = codec_for("Request").encode(request)
+
+    async def scenario():
+        capture(app)
+        async with app.agents["ag-decoy"].test_context() as tested:
+            await tested.put(raw, key=b"r1")
+        return app.tables["ag-archive"]
+
+    table = asyncio.run(scenario())
+    assert table.data[b"r1"] == raw
+    assert app.rdv_archive._rows[0][0] == "r1"
+
+
+def test_decoy_agent__bad_bytes_go_to_the_dlq_and_the_agent_keeps_going(app):
+    good = codec_for("Request").encode({"request_id": "ok", "features": {"x": 1.0}, "deadline_ms": None,
+                                        "tenant": None, "reply_to": None, "sent_at": None})
+
+    async def scenario():
+        sent = capture(app)
+        async with app.agents["ag-decoy"].test_context() as tested:
+            await tested.put(b"\x00garbage", key=b"bad")
+            await tested.put(b'{"request_id": "x", "features": {"a": NaN}}', key=b"nan")
+            await tested.put(good, key=b"ok")
+        return sent
+
+    sent = asyncio.run(scenario())
+    letters = [codec_for("DeadLetter").decode(value) for topic, _, value in sent if topic == "ag.dlq"]
+    assert [(d["key"], d["stage"]) for d in letters] == [(b"bad", "decode"), (b"nan", "decode")]
+    assert "unknown format" in letters[0]["reason"] and letters[0]["payload"] == b"\x00garbage"
+    assert "NaN" in letters[1]["reason"]
+    assert app.tables["ag-archive"].data[b"ok"] == good
