@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics) -> None:
     requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
-    table = app.Table(f"{spec.name}-archive", key_type=bytes, value_type=bytes, partitions=spec.partitions)
+    table = app.Table(topics.table("archive"), key_type=bytes, value_type=bytes, partitions=spec.partitions)
     archive = ParquetArchive(settings.data_dir / spec.name / "archive", settings.archive_flush_rows)
     codec = codec_for("Request")
     app.rdv_archive = archive

@@ -2,9 +2,11 @@
 
 Each model group is its own Faust app and consumer group, so a slow model never delays
 another. Requests are scored in micro-batches (one vectorised predict per model per batch);
-every (request, model) pair gets one Score with ``latency_ms`` and ``status``, written to the
-request's own partition of ``{p}.scores`` so the rendezvous owning the request receives it
-whatever partitioner the request's producer used. Bad requests are skipped here (the decoy
+every (request, model) pair gets one Score with ``latency_ms`` and ``status``. The Scores of
+a micro-batch travel as one ScoreBatch message per partition (one Kafka send and one
+rendezvous consume instead of one per request and model), written to the requests' own
+partition of ``{p}.scores`` so the rendezvous owning them receives them whatever
+partitioner the requests' producer used. Bad requests are skipped here (the decoy
 reports them to the DLQ); a model error becomes a Score with ``status=error``.
 """
 
@@ -35,10 +37,10 @@ class ModelGroup:
         self.models = list(models)
         self.encoding = encoding
         self._requests = codec_for("Request")
-        self._scores = codec_for("Score")
+        self._batch = codec_for("ScoreBatch")
 
-    def score(self, events: Sequence[EventT]) -> list[tuple[bytes, bytes, int]]:
-        """``(key, encoded Score, partition)`` for each decodable request and model."""
+    def score(self, events: Sequence[EventT]) -> dict[int, list[dict]]:
+        """partition -> the Scores of every decodable request there, for every model."""
         decoded = []
         for event in events:
             message = event.message
@@ -46,10 +48,10 @@ class ModelGroup:
                 decoded.append((self._requests.decode(message.value, message.key), message.partition))
             except DecodeError:
                 continue
+        out: dict[int, list[dict]] = {}
         if not decoded:
-            return []
+            return out
         rows = [record["features"] for record, _ in decoded]
-        out = []
         for model in self.models:
             started = time.perf_counter()
             try:
@@ -65,8 +67,11 @@ class ModelGroup:
                     "prediction": prediction, "probabilities": probabilities, "latency_ms": latency_ms,
                     "status": "error" if error else "ok", "error": error,
                 }
-                out.append((record["request_id"].encode(), self._scores.encode_as(score, self.encoding), partition))
+                out.setdefault(partition, []).append(score)
         return out
+
+    def encode(self, scores: list[dict]) -> bytes:
+        return self._batch.encode_as({"scores": scores}, self.encoding)
 
 
 def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics, group: str) -> None:
@@ -81,5 +86,5 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     @app.agent(requests, name=f"{spec.name}-models-{group}")
     async def score(stream):
         async for events in stream.take_events(settings.batch_max, within=within_s):
-            for key, value, partition in runner.score(events):
-                await scores.send(key=key, value=value, partition=partition)
+            for partition, batch in runner.score(events).items():
+                await scores.send(key=None, value=runner.encode(batch), partition=partition)

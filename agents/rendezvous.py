@@ -1,11 +1,11 @@
 """The rendezvous server: a mailbox per request, the policy, and exactly one Result each.
 
 One agent consumes ``{p}.requests`` and ``{p}.scores`` (co-partitioned by request_id): a
-request opens its mailbox and starts its deadline clock; a score is filed into it. After
-each event the pure policy decides; the moment it is satisfied the Result goes out and the
-mailbox is closed — a changelog-backed table, so closed stays closed across restarts and
-late scores are only counted. A timer fires deadlines: it closes due mailboxes outside an
-event, writing the table's changelog to the mailbox's own partition.
+request opens its mailbox and starts its deadline clock; scores (single Scores from any
+language, ScoreBatches from our model groups) are filed into it. After each event the pure
+policy decides; the moment it is satisfied the Result goes out and the mailbox is closed —
+in a changelog-backed table, so closed stays closed across restarts and late scores are
+only counted. A timer fires deadlines, closing due mailboxes outside any event.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from agents.dlq import dead_letter
 from pipelines.health import ModelHealth
 from pipelines.policies import Decision, policy_for
 from pipelines.spec import PipelineSpec
-from schemas.codec import DecodeError, codec_for
+from schemas.codec import DecodeError, codec_for, decode_scores
 from streams.settings import Settings
 from streams.topics import PipelineTopics
-from tables.mailboxes import (close_mailbox, file_score, is_open, new_mailbox, open_mailbox, result_record,
-                              score_views)
+from tables.mailboxes import (DictStore, TableStore, close_mailbox, file_score, is_open, new_mailbox,
+                              open_mailbox, result_record, score_views)
+from tables.results import read_answered
 
 __all__ = ["Rendezvous", "register"]
 
@@ -41,10 +42,13 @@ class Rendezvous:
     """The decisions of the rendezvous over a mailbox mapping; no Faust inside.
 
     Every method returns the Results to publish as ``(request_id, partition, record)``.
+    A decided mailbox is closed in memory at once (no second decision), but written to the
+    changelog as closed only by :meth:`confirm`, after its Result went to the producer: a
+    worker stopped in between then re-decides the request instead of never answering it.
     ``clock`` gives milliseconds and is injected in tests.
     """
 
-    def __init__(self, spec: PipelineSpec, mailboxes, clock: Callable[[], float] = wall_clock_ms,
+    def __init__(self, spec: PipelineSpec, mailboxes: DictStore, clock: Callable[[], float] = wall_clock_ms,
                  miss_limit: int = 3) -> None:
         self.spec = spec
         self.mailboxes = mailboxes
@@ -53,33 +57,42 @@ class Rendezvous:
         self.health = ModelHealth(miss_limit)
         self.stats: Counter = Counter()
         self.late: Counter = Counter()
+        self.answered: dict[str, float] = {}  # answered before this worker had the partition
         self._deadlines: list[tuple[float, str]] = []
+
+    def remember_answered(self, answered: dict[str, float]) -> None:
+        """Requests that already have a Result on the results topic: never answer them again."""
+        self.answered.update(answered)
+
+    def forget_answered(self, before_ms: float) -> None:
+        self.answered = {rid: at for rid, at in self.answered.items() if at >= before_ms}
 
     def on_request(self, request: dict, partition: int) -> list[tuple]:
         rid = request["request_id"]
         box = self.mailboxes.get(rid) or new_mailbox(partition)
-        if box["opened_at"] is not None:
+        if box["opened_at"] is not None or rid in self.answered:
             self.stats["duplicate_requests"] += 1
             return []
         self.stats["requests"] += 1
         open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
         out = self._decide(rid, box)
-        if not out:
+        if out:
+            self.mailboxes.keep(rid, box)
+        else:
             heapq.heappush(self._deadlines, (box["deadline_at"], rid))
-        self.mailboxes[rid] = box
+            self.mailboxes.save(rid, box)
         return out
 
     def on_score(self, score: dict, partition: int) -> list[tuple]:
         rid, model_id = score["request_id"], score["model_id"]
         self.health.seen(model_id)
         box = self.mailboxes.get(rid) or new_mailbox(partition)
-        if box["done"] is not None:
+        if box["done"] is not None or rid in self.answered:
             self.late[model_id] += 1
             return []
         file_score(box, score)
-        out = self._decide(rid, box) if box["opened_at"] is not None else []
-        self.mailboxes[rid] = box
-        return out
+        self.mailboxes.keep(rid, box)
+        return self._decide(rid, box) if box["opened_at"] is not None else []
 
     def due(self) -> list[tuple[str, dict, list[tuple]]]:
         """Close every mailbox whose deadline passed: ``(request_id, mailbox, results)``."""
@@ -88,15 +101,19 @@ class Rendezvous:
         while self._deadlines and self._deadlines[0][0] <= now:
             _, rid = heapq.heappop(self._deadlines)
             box = self.mailboxes.get(rid)
-            if is_open(box):
+            if is_open(box) and rid not in self.answered:
                 closed.append((rid, box, self._decide(rid, box, now)))
         return closed
+
+    def confirm(self, request_id: str) -> None:
+        """The Result of ``request_id`` went to the producer: write its closed mailbox durably."""
+        self.mailboxes.save(request_id, self.mailboxes.get(request_id))
 
     def recover(self) -> int:
         """Re-arm the deadlines of open mailboxes (after a restart or a rebalance)."""
         armed = {rid for _, rid in self._deadlines}
         missing = [(box["deadline_at"], rid) for rid, box in self.mailboxes.items()
-                   if is_open(box) and rid not in armed]
+                   if is_open(box) and rid not in armed and rid not in self.answered]
         for item in missing:
             heapq.heappush(self._deadlines, item)
         return len(missing)
@@ -119,15 +136,16 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     inputs = app.topic(topics.requests, topics.scores, key_serializer="raw", value_serializer="raw")
     results = app.topic(topics.results, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
-    table = app.Table(f"{spec.name}-mailboxes", partitions=spec.partitions)  # JSON keys and values
-    server = Rendezvous(spec, table, miss_limit=settings.miss_limit)
+    table = app.Table(topics.table("mailboxes"), partitions=spec.partitions)  # JSON keys and values
+    server = Rendezvous(spec, TableStore(table), miss_limit=settings.miss_limit)
     app.rdv_rendezvous = server
-    requests_codec, scores_codec, results_codec = codec_for("Request"), codec_for("Score"), codec_for("Result")
+    requests_codec, results_codec = codec_for("Request"), codec_for("Result")
 
     async def publish(out: list[tuple]) -> None:
         for rid, partition, record in out:
             await results.send(key=rid.encode(), value=results_codec.encode_as(record, settings.encoding),
                                partition=partition)
+            server.confirm(rid)
             on_result(record)
 
     @app.agent(inputs, name=f"{spec.name}-rendezvous")
@@ -139,7 +157,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                 if is_request:
                     out = server.on_request(requests_codec.decode(message.value, message.key), message.partition)
                 else:
-                    out = server.on_score(scores_codec.decode(message.value, message.key), message.partition)
+                    out = [r for score in decode_scores(message.value, message.key)
+                           for r in server.on_score(score, message.partition)]
             except DecodeError as exc:
                 if not is_request:  # bad requests are reported once, by the decoy
                     await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
@@ -152,16 +171,21 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.timer(settings.tick_ms / 1000.0, name=f"{spec.name}-deadlines")
     async def deadlines():
-        for rid, box, out in server.due():
-            # Outside an event: write the table's store and its changelog ourselves, to the
-            # mailbox's own partition (Faust's table[key] = value needs a current event).
-            table.data[rid] = box
-            table.send_changelog(box["partition"], rid, box)
+        for _, _, out in server.due():
             await publish(out)
+
+    @app.on_partitions_assigned.connect
+    async def _learn_answered(app, assigned, **kwargs):
+        # Runs while Faust holds the new partitions paused: before any event is replayed.
+        partitions = sorted({tp.partition for tp in assigned if tp.topic == topics.requests})
+        answered = await read_answered(settings.bootstrap, topics.results, partitions, settings.dedupe_window_s)
+        server.remember_answered(answered)
+        log.info("rendezvous: %d requests on partitions %s already answered", len(answered), partitions)
 
     @app.timer(1.0, name=f"{spec.name}-recover-deadlines")
     async def recover():
         if not app.rebalancing:
             server.recover()
+            server.forget_answered(wall_clock_ms() - 2 * settings.dedupe_window_s * 1000)
 
     return server

@@ -38,11 +38,12 @@ __all__ = [
     "DecodeError",
     "codec_for",
     "crc64_avro",
+    "decode_scores",
     "load_schema",
 ]
 
 SCHEMA_DIR = Path(__file__).with_name("avro")
-SCHEMA_NAMES = ("Request", "Score", "Result", "Feedback", "ModelEvent", "DeadLetter")
+SCHEMA_NAMES = ("Request", "Score", "ScoreBatch", "Result", "Feedback", "ModelEvent", "DeadLetter")
 MAGIC = b"\xc3\x01"
 _HEADER = len(MAGIC) + 8
 _MAX_DEADLINE_MS = 600_000
@@ -239,11 +240,33 @@ def _check_score(record: dict) -> None:
     _finite("latency_ms", record["latency_ms"])
 
 
+def _check_score_batch(record: dict) -> None:
+    for score in record["scores"]:
+        _check_score(score)
+
+
 _SEMANTIC_CHECKS: dict[str, Callable[[dict], None]] = {
     "Request": _check_request,
     "Feedback": _check_feedback,
     "Score": _check_score,
+    "ScoreBatch": _check_score_batch,
 }
+
+
+def decode_scores(data: bytes | None, key: bytes | None = None) -> list[dict]:
+    """The Scores in a message of ``{p}.scores``: one Score, or a ScoreBatch (Avro or JSON)."""
+    batch = codec_for("ScoreBatch")
+    if data and data[:2] == MAGIC:
+        is_batch = data[:_HEADER] == batch.header
+    else:  # JSON from another language: a batch is an object whose only field is "scores"
+        try:
+            parsed = json.loads(data or b"null", parse_constant=_reject_constant)
+        except ValueError:
+            parsed = None
+        is_batch = isinstance(parsed, dict) and set(parsed) == {"scores"}
+    if is_batch:
+        return batch.decode(data)["scores"]
+    return [codec_for("Score").decode(data, key)]
 
 
 @lru_cache(maxsize=None)

@@ -18,7 +18,7 @@ __all__ = ["create_app", "app_id"]
 
 
 def app_id(spec: PipelineSpec, role: str) -> str:
-    return f"rdv-{spec.name}-{role.replace(':', '-')}"
+    return PipelineTopics(spec.name).app_id(role)
 
 
 def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **conf) -> faust.App:

@@ -71,11 +71,14 @@ class Stack:
         """Workers that exited on their own, with their exit codes."""
         return {role: p.returncode for role, p in self.workers.items() if p.poll() is not None}
 
+    def log_tail(self, role: str, chars: int = 3000) -> str:
+        path = self.log_dir / f"{role.replace(':', '-')}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
     def check_alive(self) -> None:
         """Raise with the log's tail if a worker exited on its own."""
         for role, code in self.failed().items():
-            tail = (self.log_dir / f"{role.replace(':', '-')}.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"worker {role} exited with code {code}; its log ends with:\n{tail}")
+            raise RuntimeError(f"worker {role} exited with code {code}; its log ends with:\n{self.log_tail(role)}")
 
     def stop(self) -> None:
         for role in list(self.workers):

@@ -6,6 +6,7 @@ count, and a table fed by it would crash-loop with ``PartitionsMismatch``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 __all__ = ["PipelineTopics", "TopicMismatch", "ensure_topics"]
 
 ROLES = ("requests", "scores", "results", "feedback", "control", "quality", "alerts", "dlq")
+TABLES = ("mailboxes", "archive")  # the core app's changelog-backed tables
 
 
 class TopicMismatch(RuntimeError):
@@ -31,6 +33,17 @@ class PipelineTopics:
     def all(self) -> list[str]:
         return [f"{self.pipeline}.{role}" for role in ROLES]
 
+    def app_id(self, role: str) -> str:
+        """The Faust app id (= consumer group) of a role: ``core`` or ``group:<name>``."""
+        return f"rdv-{self.pipeline}-{role.replace(':', '-')}"
+
+    def table(self, name: str) -> str:
+        return f"{self.pipeline}-{name}"
+
+    def changelogs(self) -> list[str]:
+        """Faust's changelog topic names of the core app's tables (``<app id>-<table>-changelog``)."""
+        return [f"{self.app_id('core')}-{self.table(name)}-changelog" for name in TABLES]
+
 
 async def ensure_topics(bootstrap: str, pipeline: str, partitions: int, replication: int = 1) -> list[str]:
     """Create the pipeline's missing topics; fail if an existing one has another partition count."""
@@ -38,23 +51,38 @@ async def ensure_topics(bootstrap: str, pipeline: str, partitions: int, replicat
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await admin.start()
     try:
-        existing = await _partition_counts(admin, topics.all())
+        names = topics.all() + topics.changelogs()
+        existing = await _partition_counts(admin, names)
         wrong = {t: n for t, n in existing.items() if n != partitions}
         if wrong:
             raise TopicMismatch(
                 f"topics {wrong} exist with a partition count other than {partitions}; request-keyed topics must be "
                 f"co-partitioned. Delete them or set partitions: {next(iter(wrong.values()))} in the spec."
             )
-        missing = [t for t in topics.all() if t not in existing]
-        new = [
-            NewTopic(t, partitions, replication, topic_configs={"cleanup.policy": "compact"} if t == topics.control else {})
-            for t in missing
-        ]
+        missing = [t for t in names if t not in existing]
+        compacted = {topics.control, *topics.changelogs()}
+        new = [NewTopic(t, partitions, replication, topic_configs={"cleanup.policy": "compact"} if t in compacted else {})
+               for t in missing]
         if new:
             await admin.create_topics(new)
+        await _wait_for_leaders(admin, names)
         return missing
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Kafka creates topics asynchronously: wait until every partition has a leader."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        waiting = [d["topic"] for d in described
+                   if d.get("error_code") or not d["partitions"] or any(p["leader"] < 0 for p in d["partitions"])]
+        if not waiting:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopicMismatch(f"topics {waiting} have no partition leader after {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from faust import current_event
+
 from pipelines.policies import Decision, ScoreView
 
-__all__ = ["close_mailbox", "file_score", "is_open", "new_mailbox", "open_mailbox", "result_record", "score_views"]
+__all__ = ["DictStore", "TableStore", "close_mailbox", "file_score", "is_open", "new_mailbox", "open_mailbox", "result_record", "score_views"]
 
 _SCORE_KEYS = ("model_id", "model_version", "role", "prediction", "probabilities", "status", "latency_ms", "error")
 
@@ -72,3 +74,43 @@ def result_record(request_id: str, box: Mapping[str, Any], decision: Decision, p
         "status": decision.status,
         **{k: box["meta"].get(k) for k in ("tenant", "reply_to", "sent_at")},
     }
+
+
+class DictStore:
+    """Mailboxes in a plain dict (tests, tools). ``keep`` is memory-only, ``save`` is durable."""
+
+    def __init__(self, data: dict | None = None) -> None:
+        self.data = {} if data is None else data
+
+    def get(self, request_id: str) -> dict | None:
+        return self.data.get(request_id)
+
+    def keep(self, request_id: str, box: dict) -> None:
+        self.data[request_id] = box
+
+    save = keep
+
+    def items(self):
+        return self.data.items()
+
+
+class TableStore(DictStore):
+    """Mailboxes in a changelog-backed Faust table.
+
+    ``keep`` updates only the worker's memory: a mailbox is written to the changelog when it
+    opens and when it closes, not for every score filed in between — after a crash an open
+    mailbox is restored and answered by its deadline with whatever arrives, and a closed one
+    stays closed. ``save`` outside an event (the deadline timer) writes the changelog to the
+    mailbox's own partition; Faust's ``table[key] = value`` needs a current event for that.
+    """
+
+    def __init__(self, table) -> None:
+        super().__init__(table.data)
+        self.table = table
+
+    def save(self, request_id: str, box: dict) -> None:
+        if current_event() is not None:
+            self.table[request_id] = box
+        else:
+            self.data[request_id] = box
+            self.table.send_changelog(box["partition"], request_id, box)

@@ -4,6 +4,7 @@ import pytest
 
 from agents.rendezvous import Rendezvous
 from pipelines.spec import PipelineSpec
+from tables.mailboxes import DictStore
 
 SPEC = PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "models": [
     {"id": "a", "flavour": "external", "role": "champion", "group": "a"},
@@ -27,7 +28,7 @@ def clock():
 
 @pytest.fixture
 def server(clock):
-    return Rendezvous(SPEC, {}, clock=clock, miss_limit=2)
+    return Rendezvous(SPEC, DictStore(), clock=clock, miss_limit=2)
 
 
 def request(rid, deadline_ms=None):
@@ -105,7 +106,7 @@ def test_rendezvous__model_down_after_missed_deadlines_is_not_waited_for(server,
 
 
 def test_rendezvous__recover_rearms_open_mailboxes_from_the_table(clock):
-    table = {}
+    table = DictStore()
     first = Rendezvous(SPEC, table, clock=clock)
     first.on_request(request("r1"), 2)
     second = Rendezvous(SPEC, table, clock=clock)  # a restarted worker: table restored, no timers
@@ -113,3 +114,48 @@ def test_rendezvous__recover_rearms_open_mailboxes_from_the_table(clock):
     clock.now += 100
     [(rid, _, [(_, partition, result)])] = second.due()
     assert rid == "r1" and partition == 2 and result["status"] == "timeout"
+
+
+class CountingStore(DictStore):
+    def __init__(self):
+        super().__init__()
+        self.saved = []
+
+    def save(self, request_id, box):
+        self.saved.append((request_id, box["done"]))
+        super().save(request_id, box)
+
+
+def test_rendezvous__mailbox_is_written_durably_when_it_opens_and_once_its_result_is_out(clock):
+    store = CountingStore()
+    server = Rendezvous(SPEC, store, clock=clock)
+    server.on_request(request("r1"), 0)
+    server.on_score(score("r1", "c"), 0)   # canary: filed in memory only
+    server.on_score(score("r1", "b"), 0)   # waits for a: memory only
+    assert store.saved == [("r1", None)]
+    assert server.on_score(score("r1", "a"), 0)  # decides: closed in memory, not yet durably
+    assert store.saved == [("r1", None)] and store.get("r1")["done"] == "ok"
+    server.confirm("r1")                   # the Result went to the producer
+    assert store.saved == [("r1", None), ("r1", "ok")]
+    assert set(store.get("r1")["scores"]) == {"a", "b", "c"}
+
+
+def test_rendezvous__unconfirmed_close_is_decided_again_after_a_restart(clock):
+    store = CountingStore()
+    server = Rendezvous(SPEC, store, clock=clock)
+    server.on_request(request("r1"), 0)
+    server.on_score(score("r1", "a"), 0)   # decided, but the worker stops before confirm()
+    durable = DictStore({rid: dict(box, scores={}, done=None) for rid, box in [("r1", store.get("r1"))]})
+    restarted = Rendezvous(SPEC, durable, clock=clock)  # what the changelog holds: open
+    assert restarted.recover() == 1
+    [(_, _, result)] = restarted.on_score(score("r1", "a"), 0)  # the score is replayed
+    assert result["status"] == "ok"
+
+
+def test_rendezvous__requests_answered_before_a_restart_are_never_answered_again(server, clock):
+    server.remember_answered({"r1": 1.0})  # read back from the results topic on assignment
+    assert server.on_request(request("r1"), 0) == []
+    assert server.on_score(score("r1", "a"), 0) == []
+    clock.now += 1000
+    assert server.due() == [] and server.recover() == 0
+    assert server.late["a"] == 1

@@ -42,7 +42,12 @@ def rows(n: int, seed: int = 11) -> list[dict]:
 async def ready_client(stack: Stack, **kwargs) -> PipelineClient:
     client = PipelineClient(stack.settings.bootstrap, stack.spec.name, **kwargs)
     await client.__aenter__()
-    await client.wait_ready(rows(1)[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
+    try:
+        await client.wait_ready(rows(1)[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
+    except TimeoutError as exc:
+        await client.__aexit__(None, None, None)
+        logs = "\n".join(f"--- {role} ---\n{stack.log_tail(role)}" for role in stack.roles)
+        raise TimeoutError(f"{exc}\nworker logs:\n{logs}") from None
     return client
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections import Counter
 
 import httpx
 import pytest
@@ -47,14 +48,16 @@ def test_pipeline__every_request_gets_exactly_one_result(broker, trained, tmp_pa
 
 
 def test_pipeline__stopped_model_group_leaves_answers_to_the_others(broker, trained, tmp_path, run):
-    stack = make_stack(broker, trained, tmp_path, deadline_ms=120)
+    # A generous deadline so a slow moment of the machine cannot turn answers into timeouts:
+    # what is tested is the logic (fallback, then not waiting for a model known to be down).
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=1000)
 
     async def scenario():
         client = await ready_client(stack)
         try:
             before = await client.run_load(rows(200), rate_per_s=200)
             stack.stop_worker("group:boosted")  # xgb, the top preference, goes away mid-stream
-            after = await client.run_load(rows(300, seed=5), rate_per_s=200)
+            after = await client.run_load(rows(400, seed=5), rate_per_s=100)
             missing = await client.wait_results(before + after, timeout_s=60)
             return before, after, missing, client.received
         finally:
@@ -63,11 +66,16 @@ def test_pipeline__stopped_model_group_leaves_answers_to_the_others(broker, trai
     with stack:
         before, after, missing, received = run(scenario())
     assert not missing and received.duplicates == 0
-    late_ones = [received.results[i] for i in after[-200:]]
-    assert all(r["status"] == "ok" and r["model_id"] == "lr" for r in late_ones)
-    # once xgb missed a few deadlines it is known to be down: lr answers without waiting for the deadline
-    assert any("down: xgb" in r["reason"] for r in late_ones)
-    assert all(r["latency_ms"] < stack.spec.deadline_ms for r in late_ones if "down: xgb" in r["reason"])
+    answers = [received.results[i] for i in after]
+    assert all(r["status"] == "ok" and r["model_id"] == "lr" for r in answers), Counter(
+        (r["status"], r["model_id"], r["reason"][:50]) for r in answers)
+    # xgb is only known to be down after RDV_MISS_LIMIT requests waited for it until their
+    # deadline (when exactly depends on how long the group takes to shut down); after that
+    # lr answers without waiting.
+    waited = [i for i in before + after if "xgb had not answered" in received.results[i]["reason"]]
+    assert len(waited) >= stack.settings.miss_limit
+    assert all("down: xgb" in r["reason"] for r in answers[-100:]), Counter(r["reason"][:50] for r in answers[-100:])
+    assert all(r["latency_ms"] < stack.spec.deadline_ms for r in answers[-100:])
 
 
 def test_pipeline__bad_input_goes_to_the_dlq_and_valid_requests_keep_flowing(broker, trained, tmp_path, run):

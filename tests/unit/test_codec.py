@@ -104,3 +104,37 @@ def test_codec__json_and_avro_decode_to_the_same_record():
 def test_codec__every_schema_loads_with_a_distinct_fingerprint(name):
     others = {codec_for(n).fingerprint for n in SCHEMA_NAMES if n != name}
     assert codec_for(name).fingerprint not in others
+
+
+SCORE = {"request_id": "r", "model_id": "m", "model_version": "1", "role": "champion", "prediction": 1,
+         "probabilities": {"0": 0.2, "1": 0.8}, "latency_ms": 0.4, "status": "ok", "error": None}
+
+
+def test_codec__scores_topic_takes_single_scores_and_batches_in_both_encodings():
+    from schemas.codec import decode_scores
+
+    batch = {"scores": [SCORE, {**SCORE, "model_id": "n"}]}
+    assert decode_scores(codec_for("ScoreBatch").encode(batch)) == batch["scores"]
+    assert decode_scores(json.dumps(batch).encode()) == batch["scores"]
+    assert decode_scores(codec_for("Score").encode(SCORE)) == [SCORE]
+    assert decode_scores(json.dumps(SCORE).encode()) == [SCORE]
+
+
+def test_codec__bad_score_inside_a_batch_is_refused():
+    from schemas.codec import decode_scores
+
+    with pytest.raises(DecodeError, match="field 'status'"):
+        decode_scores(json.dumps({"scores": [{**SCORE, "status": "meh"}]}).encode())
+
+
+def test_codec__score_batch_items_are_exactly_the_score_schema():
+    from schemas.codec import load_schema
+
+    assert load_schema("ScoreBatch")["fields"][0]["type"]["items"] == load_schema("Score")
+
+
+def test_codec__a_single_json_score_about_a_request_named_scores_is_not_a_batch():
+    from schemas.codec import decode_scores
+
+    single = {**SCORE, "request_id": "scores"}
+    assert decode_scores(json.dumps(single).encode()) == [single]

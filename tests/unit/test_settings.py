@@ -31,3 +31,14 @@ def test_settings__no_broker_says_how_to_get_one():
 def test_settings__kafka_urls_become_bootstrap_lists():
     assert kafka_bootstrap("kafka://a:1;b:2") == "a:1,b:2"
     assert kafka_bootstrap("a:1, b:2") == "a:1,b:2"
+
+
+def test_topics__changelog_names_match_what_faust_derives():
+    import faust
+
+    from streams.topics import PipelineTopics
+
+    topics = PipelineTopics("loans")
+    app = faust.App(topics.app_id("core"), broker="rdv://127.0.0.1:1", autodiscover=False)
+    derived = {app.Table(topics.table(name), partitions=4).changelog_topic.get_topic_name() for name in ("mailboxes", "archive")}
+    assert derived == set(topics.changelogs())
