@@ -4,9 +4,12 @@
     python -m benchmarks.e2e --broker kafka --rates 100,500,1000 --duration-s 20
 
 Pipeline: 2 models (XGBoost champion, logistic regression challenger) + a canary (decision
-tree) + the decoy, the demo's models, each model group in its own worker process, on one
-machine with the broker. Latency is client-side: from the producer's send to the Result's
-arrival. A rate is *sustained* when nothing is lost, under 1% time out, and p99 ≤ the SLO.
+tree) + the decoy, the demo's models, on one machine with the broker and the load generator.
+``--groups 2`` (the demo's layout) runs xgb in one model-group worker and lr + canary in
+another; ``--groups 1`` hosts all three in one worker. Before measuring, a warm-up phase
+loads the pipeline (the JVM broker alone needs ~20 s of traffic before its JIT settles).
+Latency is client-side: from the producer's send to the Result's arrival. A rate is
+*sustained* when nothing is lost, under 1% time out, and p99 ≤ the SLO.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- e2e:start -->", "<!-- e2e:end -->"
 
 
-async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: float, log) -> list[dict]:
+async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: float, warmup_s: float,
+                   log) -> list[dict]:
     pool = [x for x, _ in agrawal_rows(20_000, seed=77)]
     rows_out = []
     async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
         await client.wait_ready(pool[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
-        await client.run_load(pool[:200], 100.0)  # warm-up
+        warm = await client.run_load((pool[i % len(pool)] for i in range(int(200 * warmup_s))), 200.0)
+        await client.wait_results(warm, timeout_s=30)
         for rate in rates:
             n = int(rate * duration_s)
             started = time.perf_counter()
@@ -60,17 +65,20 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
     return rows_out
 
 
-def run_broker(kind: str, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log) -> dict:
-    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / "kafka")).start()
+def run_broker(kind: str, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
+               warmup_s: float = 20.0) -> dict:
+    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{groups}")).start()
     try:
-        spec = load_spec(train_demo_models(workdir / kind, pipeline=f"bench-{kind}", deadline_ms=deadline_ms))
+        spec = load_spec(train_demo_models(workdir / f"{kind}-{groups}", pipeline=f"bench-{kind}", deadline_ms=deadline_ms,
+                                           groups=groups))
         settings = replace(Settings.from_env(), broker=broker.url, data_dir=workdir / kind / "data", web_port=free_port())
-        log(f"{kind}: pipeline {spec.name}, deadline {deadline_ms} ms, {duration_s:g} s per rate")
+        log(f"{kind}: pipeline {spec.name}, {groups} model group(s), deadline {deadline_ms} ms, "
+            f"warm-up {warmup_s:g} s, {duration_s:g} s per rate")
         with Stack(spec, settings) as stack:
-            results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, log))
+            results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, warmup_s, log))
     finally:
         broker.stop()
-    return {"broker": kind, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms}
+    return {"broker": kind, "groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms}
 
 
 def _machine() -> str:
@@ -92,11 +100,13 @@ def render(runs: list[dict], command: str) -> str:
     lines = [START, f"### End-to-end latency — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              f"- machine: {_machine()}", f"- git commit: `{_commit()}`", f"- command: `{command}`",
              "- pipeline: XGBoost (champion) + logistic regression (challenger) + decision-tree canary + decoy;"
-             " two model-group workers and one core worker, broker and load generator on the same machine",
+             " one core worker (decoy + rendezvous) and the model-group workers named below; broker and load"
+             " generator on the same machine",
              "- latency: client-side, producer send → Result received", ""]
     for run in runs:
         best = max((r["rate"] for r in run["results"] if r["sustained"]), default=0)
-        lines += [f"**{run['broker']} broker** — deadline {run['deadline_ms']} ms; sustained = nothing lost, "
+        layout = "xgb | lr + canary (2 model-group workers)" if run["groups"] == 2 else "xgb + lr + canary (1 model-group worker)"
+        lines += [f"**{run['broker']} broker, {layout}** — deadline {run['deadline_ms']} ms; sustained = nothing lost, "
                   f"≤1% timeouts, p99 ≤ {run['slo_ms']:g} ms. **Maximum sustained rate measured: {best:g} requests/s.**", "",
                   "| offered rate (req/s) | achieved | requests | p50 ms | p99 ms | p99.9 ms | timeouts | lost | duplicates | sustained |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
@@ -126,12 +136,15 @@ def main(argv=None) -> None:
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds of load per rate")
     parser.add_argument("--deadline-ms", type=int, default=100)
     parser.add_argument("--slo-ms", type=float, default=100.0, help="p99 that counts as sustained")
+    parser.add_argument("--groups", default="2,1", help="model-group layouts to measure: 2 (demo layout) and/or 1")
+    parser.add_argument("--warmup-s", type=float, default=20.0, help="seconds of 200 req/s before measuring")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     kinds = ["embedded", "kafka"] if args.broker == "both" else [args.broker]
     with tempfile.TemporaryDirectory(prefix="rdv-bench-") as tmp:
-        runs = [run_broker(k, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print) for k in kinds]
+        runs = [run_broker(k, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print, int(g),
+                           args.warmup_s) for k in kinds for g in args.groups.split(",")]
     command = "python -m benchmarks.e2e " + " ".join(argv if argv is not None else os.sys.argv[1:])
     write(args.out, render(runs, command.strip()))
     print(f"wrote {args.out}")

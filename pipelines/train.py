@@ -41,8 +41,12 @@ def _matrix(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_000,
-                      deadline_ms: int = 100, partitions: int = 4, seed: int = 1) -> Path:
-    """Train lr, xgb and canary into ``out_dir/models`` and write ``out_dir/<pipeline>.yaml``."""
+                      deadline_ms: int = 100, partitions: int = 4, seed: int = 1, groups: int = 2) -> Path:
+    """Train lr, xgb and canary into ``out_dir/models`` and write ``out_dir/<pipeline>.yaml``.
+
+    ``groups=2``: xgb in group ``boosted``, lr and the canary in group ``linear`` (two workers);
+    ``groups=1``: all three in one group ``all`` (one worker, fewer processes on a small machine).
+    """
     models_dir = out_dir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     X, y = _matrix(n_train, seed)
@@ -63,9 +67,9 @@ def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_
     spec = {
         "pipeline": pipeline, "deadline_ms": deadline_ms, "policy": "preference", "partitions": partitions,
         "models": [
-            entry("xgb", "xgboost", "xgb.ubj", "champion", "boosted", 0),
-            entry("lr", "sklearn", "lr.skops", "challenger", "linear", 1),
-            entry("canary", "sklearn", "canary.skops", "canary", "linear", 9),
+            entry("xgb", "xgboost", "xgb.ubj", "champion", "boosted" if groups == 2 else "all", 0),
+            entry("lr", "sklearn", "lr.skops", "challenger", "linear" if groups == 2 else "all", 1),
+            entry("canary", "sklearn", "canary.skops", "canary", "linear" if groups == 2 else "all", 9),
         ],
     }
     path = out_dir / f"{pipeline}.yaml"

@@ -28,6 +28,7 @@ class Settings:
     data_dir: Path = Path("data")        # archive, models, reports
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
     fetch_max_wait_ms: int = 10          # consumer fetch wait: Tansu waits this long on every fetch
+    linger_ms: float = 0.0               # producer linger: batches sends into fewer broker requests
     rebalance_timeout_s: float = 3.0     # group join time on a fresh group
     session_timeout_s: float = 10.0
     batch_max: int = 256                 # model micro-batch size

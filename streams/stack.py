@@ -49,7 +49,8 @@ class Stack:
 
     def start_worker(self, role: str) -> subprocess.Popen:
         env = {**os.environ, "RDV_BROKER": self.settings.broker, "RDV_DATA_DIR": str(self.settings.data_dir),
-               "RDV_WEB_PORT": str(self.settings.web_port), "RDV_ENCODING": self.settings.encoding}
+               "RDV_WEB_PORT": str(self.settings.web_port), "RDV_ENCODING": self.settings.encoding,
+               "RDV_FETCH_MAX_WAIT_MS": str(self.settings.fetch_max_wait_ms), "RDV_LINGER_MS": str(self.settings.linger_ms)}
         log = open(self.log_dir / f"{role.replace(':', '-')}.log", "ab")
         command = [sys.executable, "-m", "streams.cli", "worker", str(self.spec.source), "--role", role]
         self.workers[role] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
