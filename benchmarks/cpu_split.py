@@ -1,0 +1,85 @@
+"""Where the CPU goes: per-process CPU of a running pipeline under a steady load.
+
+    python -m benchmarks.cpu_split --broker kafka --rate 300 --rounds 3 [--py-spy DIR]
+
+Starts the broker and the demo pipeline, offers ``--rate`` requests/s for ``--window-s``
+seconds ``--rounds`` times, and prints each process's CPU share per window (from
+/proc/<pid>/stat) with the window's latency. With ``--py-spy DIR`` the last window is also
+sampled by py-spy (non-blocking) into DIR/<role>.txt (raw folded stacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pipelines.spec import load_spec
+from pipelines.train import agrawal_rows, train_demo_models
+from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+from streams.client import PipelineClient
+from streams.demo import percentile
+from streams.settings import Settings
+from streams.stack import Stack
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(stack: Stack, broker, args) -> None:
+    pool = [x for x, _ in agrawal_rows(20_000, seed=1)]
+    async with PipelineClient(stack.settings.bootstrap, stack.spec.name) as client:
+        await client.wait_ready(pool[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
+        pids = {role: p.pid for role, p in stack.workers.items()}
+        pids.update(broker=broker.process.pid, client=os.getpid())
+        for window in range(args.rounds):
+            spies = []
+            if args.py_spy and window == args.rounds - 1:
+                args.py_spy.mkdir(parents=True, exist_ok=True)
+                spies = [subprocess.Popen(["py-spy", "record", "-d", str(int(args.window_s)), "-r", "100", "-f", "raw",
+                                           "-o", str(args.py_spy / f"{role.replace(':', '-')}.txt"), "-p", str(pid),
+                                           "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for role, pid in pids.items() if role not in ("broker", "client")]
+            before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+            started = time.time()
+            ids = await client.run_load(pool[: int(args.rate * args.window_s)], args.rate)
+            elapsed = time.time() - started
+            shares = {role: (cpu_seconds(pid) - before[role]) / elapsed for role, pid in pids.items()}
+            await client.wait_results(ids, 30)
+            latency = client.latencies_ms(ids)
+            print(f"window {window + 1}: " + "  ".join(f"{r} {100 * s:.0f}%" for r, s in shares.items())
+                  + f"  total {100 * sum(shares.values()):.0f}%  p50 {percentile(latency, 50):.1f} ms"
+                  f"  p99 {percentile(latency, 99):.1f} ms")
+            for spy in spies:
+                spy.wait()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--broker", choices=["embedded", "kafka"], default="kafka")
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--window-s", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3, help="windows in a row (the first ones warm the JVM up)")
+    parser.add_argument("--groups", type=int, default=2, choices=[1, 2])
+    parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy profiles of the last window")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rdv-cpu-") as tmp:
+        spec = load_spec(train_demo_models(Path(tmp), pipeline="cpu", groups=args.groups))
+        broker = (EmbeddedBroker() if args.broker == "embedded" else KafkaBroker(log_dir=Path(tmp) / "kafka")).start()
+        try:
+            settings = replace(Settings.from_env(), broker=broker.url, data_dir=Path(tmp) / "data", web_port=free_port())
+            with Stack(spec, settings) as stack:
+                asyncio.run(measure(stack, broker, args))
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
