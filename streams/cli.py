@@ -5,7 +5,7 @@ Every option also reads an environment variable (shown in ``--help``); see READM
 
 from __future__ import annotations
 
-import os
+import asyncio
 import signal
 import sys
 import time
@@ -97,20 +97,33 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
 
 
 @main.command()
-@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @_BROKER
 @_DATA
 @click.option("--port", "web_port", envvar="RDV_WEB_PORT", type=int, default=None, show_envvar=True,
               help="REST port (default 8080).")
-def up(spec: Path, broker: str | None, data_dir: Path | None, web_port: int | None) -> None:
-    """Run everything SPEC needs in the foreground: broker (embedded unless --broker), topics, workers."""
-    from pipelines.spec import load_spec
+def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: int | None) -> None:
+    """Run everything SPEC needs in the foreground: broker (embedded unless --broker), topics, workers.
+
+    SPEC defaults to the demo's spec, DATA_DIR/demo/loans.yaml (written by `rendezvous demo`).
+    """
+    from pipelines.spec import SpecError, load_spec
     from streams.stack import Stack
 
-    pipeline = load_spec(spec)
-    stack = Stack(pipeline, Settings.from_env(broker=broker, data_dir=data_dir, web_port=web_port))
+    settings = Settings.from_env(broker=broker, data_dir=data_dir, web_port=web_port)
+    try:
+        pipeline = load_spec(spec or settings.data_dir / "demo" / "loans.yaml")
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
+    stack = Stack(pipeline, settings)
     stack.start()
     settings = stack.settings
+    click.echo("waiting until every worker has joined and a probe request is answered by every model …", err=True)
+    try:
+        asyncio.run(_probe(stack))
+    except BaseException:
+        stack.stop()
+        raise
     click.echo(f"pipeline {pipeline.name} is up on {settings.broker}"
                f"{' (embedded broker)' if stack.broker else ''}")
     click.echo(f"  topics:  {', '.join(f'{pipeline.name}.{t}' for t in ('requests', 'scores', 'results', 'feedback', 'control', 'dlq'))}")
@@ -119,6 +132,15 @@ def up(spec: Path, broker: str | None, data_dir: Path | None, web_port: int | No
                f"health: http://{settings.web_host}:{settings.web_port}/v1/health")
     click.echo("Ctrl-C stops all of it.")
     _foreground(stack.stop, "pipeline")
+
+
+async def _probe(stack) -> None:
+    from streams.client import PipelineClient
+
+    features = {name: 0.0 for model in stack.spec.models for name in model.features} or {"probe": 0.0}
+    async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
+        await client.wait_ready(features, models=[m.id for m in stack.spec.models if m.flavour != "external"],
+                                alive=stack.check_alive)
 
 
 @main.command()
