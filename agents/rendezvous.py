@@ -22,7 +22,7 @@ from agents.dlq import dead_letter
 from pipelines.health import ModelHealth
 from pipelines.policies import Decision, policy_for
 from pipelines.spec import PipelineSpec
-from schemas.codec import DecodeError, codec_for, decode_scores
+from schemas.codec import MAGIC, DecodeError, codec_for, decode_scores
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 from tables.mailboxes import (DictStore, TableStore, close_mailbox, file_score, is_open, new_mailbox,
@@ -67,7 +67,8 @@ class Rendezvous:
     def forget_answered(self, before_ms: float) -> None:
         self.answered = {rid: at for rid, at in self.answered.items() if at >= before_ms}
 
-    def on_request(self, request: dict, partition: int) -> list[tuple]:
+    def on_request(self, request: dict, partition: int, encoding: str | None = None) -> list[tuple]:
+        """``encoding`` is how the request came (json | avro): its Result is answered alike."""
         rid = request["request_id"]
         box = self.mailboxes.get(rid) or new_mailbox(partition)
         if box["opened_at"] is not None or rid in self.answered:
@@ -75,6 +76,7 @@ class Rendezvous:
             return []
         self.stats["requests"] += 1
         open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
+        box["meta"]["encoding"] = encoding
         out = self._decide(rid, box)
         if out:
             self.mailboxes.keep(rid, box)
@@ -104,6 +106,10 @@ class Rendezvous:
             if is_open(box) and rid not in self.answered:
                 closed.append((rid, box, self._decide(rid, box, now)))
         return closed
+
+    def encoding_of(self, request_id: str, default: str) -> str:
+        box = self.mailboxes.get(request_id)
+        return (box and box["meta"].get("encoding")) or default
 
     def confirm(self, request_id: str) -> None:
         """The Result of ``request_id`` went to the producer: write its closed mailbox durably."""
@@ -143,8 +149,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     async def publish(out: list[tuple]) -> None:
         for rid, partition, record in out:
-            await results.send(key=rid.encode(), value=results_codec.encode_as(record, settings.encoding),
-                               partition=partition)
+            encoding = server.encoding_of(rid, settings.encoding)
+            await results.send(key=rid.encode(), value=results_codec.encode_as(record, encoding), partition=partition)
             server.confirm(rid)
             on_result(record)
 
@@ -155,7 +161,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             is_request = message.topic == topics.requests
             try:
                 if is_request:
-                    out = server.on_request(requests_codec.decode(message.value, message.key), message.partition)
+                    out = server.on_request(requests_codec.decode(message.value, message.key), message.partition,
+                                            "avro" if message.value[:2] == MAGIC else "json")
                 else:
                     out = [r for score in decode_scores(message.value, message.key)
                            for r in server.on_score(score, message.partition)]

@@ -159,3 +159,11 @@ def test_rendezvous__requests_answered_before_a_restart_are_never_answered_again
     clock.now += 1000
     assert server.due() == [] and server.recover() == 0
     assert server.late["a"] == 1
+
+
+def test_rendezvous__a_result_is_answered_in_its_requests_encoding(server):
+    server.on_request(request("r-json"), 0, "json")
+    server.on_request(request("r-avro"), 0, "avro")
+    assert server.encoding_of("r-json", "avro") == "json"
+    assert server.encoding_of("r-avro", "json") == "avro"
+    assert server.encoding_of("unknown", "avro") == "avro"
