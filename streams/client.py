@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.codec import DecodeError, codec_for
+from schemas.codec import DecodeError, codec_for, decode_scores
 from streams.topics import PipelineTopics
 
 __all__ = ["PipelineClient", "Received"]
@@ -143,7 +143,7 @@ class PipelineClient:
         return [(self.received.result_at[i] - self.sent_at[i]) * 1000.0 for i in ids if i in self.received.result_at]
 
     async def _collect(self) -> None:
-        results, scores, dlq = codec_for("Result"), codec_for("Score"), codec_for("DeadLetter")
+        results, dlq = codec_for("Result"), codec_for("DeadLetter")
         while True:
             batch = await self.consumer.getmany(timeout_ms=100)
             now = time.perf_counter()
@@ -153,8 +153,8 @@ class PipelineClient:
                         if tp.topic == self.topics.results:
                             self._file_result(results.decode(message.value), now)
                         elif tp.topic == self.topics.scores:
-                            score = scores.decode(message.value)
-                            self.received.scores.setdefault(score["request_id"], {})[score["model_id"]] = score
+                            for score in decode_scores(message.value, message.key):
+                                self.received.scores.setdefault(score["request_id"], {})[score["model_id"]] = score
                         else:
                             self.received.dlq.append(dlq.decode(message.value))
                     except DecodeError:

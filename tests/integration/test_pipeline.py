@@ -20,7 +20,7 @@ def test_pipeline__every_request_gets_exactly_one_result(broker, trained, tmp_pa
     stack = make_stack(broker, trained, tmp_path, deadline_ms=5000)
 
     async def scenario():
-        client = await ready_client(stack)
+        client = await ready_client(stack, watch_scores=True)
         try:
             ids = await client.run_load(rows(1000), rate_per_s=400)
             missing = await client.wait_results(ids, timeout_s=60)
@@ -37,6 +37,8 @@ def test_pipeline__every_request_gets_exactly_one_result(broker, trained, tmp_pa
     assert received.duplicates == 0
     statuses = [received.results[i]["status"] for i in ids]
     assert set(statuses) == {"ok"}
+    # every model of both groups scored every request (the canary too)
+    assert all(set(received.scores.get(i, {})) == {"xgb", "lr", "canary"} for i in ids)
     answered_by = {received.results[i]["model_id"] for i in ids if received.results[i]["status"] == "ok"}
     assert answered_by <= {"xgb", "lr"}  # the canary is scored but never returned
     chosen = received.results[ids[0]]
