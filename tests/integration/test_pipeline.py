@@ -139,6 +139,12 @@ def test_pipeline__rest_predict_round_trip(broker, trained, tmp_path, run):
             assert http.post("/v1/nope/predict", json={"features": features}).status_code == 404
             health = http.get("/v1/health").json()
             assert health["status"] == "ok" and health["ranking"] == ["xgb", "lr"]
+            # no model left: the deadline passes, the caller gets 504 with the timeout Result
+            stack.stop_worker("group:boosted")
+            stack.stop_worker("group:linear")
+            late = http.post(f"/v1/{stack.spec.name}/predict", json={"features": features, "deadline_ms": 300})
+            assert late.status_code == 504, late.text
+            assert late.json()["status"] == "timeout" and "deadline passed" in late.json()["reason"]
 
 
 async def _ready_then_close(stack):
