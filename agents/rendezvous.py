@@ -96,16 +96,16 @@ class Rendezvous:
         self.mailboxes.keep(rid, box)
         return self._decide(rid, box) if box["opened_at"] is not None else []
 
-    def due(self) -> list[tuple[str, dict, list[tuple]]]:
-        """Close every mailbox whose deadline passed: ``(request_id, mailbox, results)``."""
+    def due(self) -> list[tuple]:
+        """Decide every mailbox whose deadline passed."""
         now = self.clock()
-        closed = []
+        out = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, rid = heapq.heappop(self._deadlines)
             box = self.mailboxes.get(rid)
             if is_open(box) and rid not in self.answered:
-                closed.append((rid, box, self._decide(rid, box, now)))
-        return closed
+                out += self._decide(rid, box, now)
+        return out
 
     def encoding_of(self, request_id: str, default: str) -> str:
         box = self.mailboxes.get(request_id)
@@ -178,8 +178,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.timer(settings.tick_ms / 1000.0, name=f"{spec.name}-deadlines")
     async def deadlines():
-        for _, _, out in server.due():
-            await publish(out)
+        await publish(server.due())
 
     @app.on_partitions_assigned.connect
     async def _learn_answered(app, assigned, **kwargs):

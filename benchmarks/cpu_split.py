@@ -5,7 +5,7 @@
 Starts the broker and the demo pipeline, offers ``--rate`` requests/s for ``--window-s``
 seconds ``--rounds`` times, and prints each process's CPU share per window (from
 /proc/<pid>/stat) with the window's latency. With ``--py-spy DIR`` the last window is also
-sampled by py-spy (non-blocking) into DIR/<role>.txt (raw folded stacks).
+sampled by py-spy (non-blocking; `pip install py-spy`) into DIR/<role>.txt (raw folded stacks).
 """
 
 from __future__ import annotations

@@ -14,19 +14,16 @@ from pipelines.spec import PipelineSpec
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 
-__all__ = ["create_app", "app_id"]
-
-
-def app_id(spec: PipelineSpec, role: str) -> str:
-    return PipelineTopics(spec.name).app_id(role)
+__all__ = ["create_app"]
 
 
 def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **conf) -> faust.App:
     """A configured Faust app for ``role`` with its agents registered."""
     web = role == "core"
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    topics = PipelineTopics(spec.name)
     app = faust.App(
-        app_id(spec, role),
+        topics.app_id(role),
         broker=f"rdv://{settings.bootstrap}",
         store="memory://",
         autodiscover=False,
@@ -48,7 +45,6 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         **conf,
     )
     app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
-    topics = PipelineTopics(spec.name)
     if role == "core":
         from agents import decoy, rendezvous
         from streams import web as web_views

@@ -62,7 +62,7 @@ class PipelineClient:
             found = self.consumer.partitions_for_topic(topic)
             if found:
                 return found
-            await self.consumer._client.force_metadata_update()  # topics were just created
+            await self.consumer.topics()  # refreshes metadata: the topics may have just been created
             await asyncio.sleep(0.1)
         raise RuntimeError(f"topic {topic} has no partitions; was the pipeline started (`rendezvous up`)?")
 

@@ -62,15 +62,15 @@ def test_rendezvous__deadline_fires_through_due_with_best_available(server, cloc
     clock.now += 49
     assert server.due() == []
     clock.now += 1
-    [(rid, box, [(_, _, result)])] = server.due()
+    [(rid, _, result)] = server.due()
     assert result["model_id"] == "b" and result["prediction"] == 7 and "deadline passed" in result["reason"]
-    assert box["done"] == "ok"
+    assert server.mailboxes.get(rid)["done"] == "ok"
 
 
 def test_rendezvous__no_answer_is_one_timeout_then_late_scores_are_counted(server, clock):
     server.on_request(request("r1"), 0)
     clock.now += 100
-    [(_, _, [(_, _, result)])] = server.due()
+    [(_, _, result)] = server.due()
     assert result["status"] == "timeout" and result["prediction"] is None
     assert server.due() == []
     assert server.on_score(score("r1", "a"), 0) == []
@@ -112,7 +112,7 @@ def test_rendezvous__recover_rearms_open_mailboxes_from_the_table(clock):
     second = Rendezvous(SPEC, table, clock=clock)  # a restarted worker: table restored, no timers
     assert second.recover() == 1 and second.recover() == 0
     clock.now += 100
-    [(rid, _, [(_, partition, result)])] = second.due()
+    [(rid, partition, result)] = second.due()
     assert rid == "r1" and partition == 2 and result["status"] == "timeout"
 
 
