@@ -36,7 +36,7 @@ def cpu_seconds(pid: int) -> float:
 async def measure(stack: Stack, broker, args) -> None:
     pool = [x for x, _ in agrawal_rows(20_000, seed=1)]
     async with PipelineClient(stack.settings.bootstrap, stack.spec.name) as client:
-        await client.wait_ready(pool[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
+        await stack.wait_ready(client)
         pids = {role: p.pid for role, p in stack.workers.items()}
         pids.update(broker=broker.process.pid, client=os.getpid())
         for window in range(args.rounds):

@@ -45,7 +45,7 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
     pool = [x for x, _ in agrawal_rows(20_000, seed=77)]
     rows_out = []
     async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
-        await client.wait_ready(pool[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
+        await stack.wait_ready(client)
         warm = await client.run_load((pool[i % len(pool)] for i in range(int(200 * warmup_s))), 200.0)
         await client.wait_results(warm, timeout_s=30)
         for rate in rates:

@@ -137,10 +137,8 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
 async def _probe(stack) -> None:
     from streams.client import PipelineClient
 
-    features = {name: 0.0 for model in stack.spec.models for name in model.features} or {"probe": 0.0}
     async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
-        await client.wait_ready(features, models=[m.id for m in stack.spec.models if m.flavour != "external"],
-                                alive=stack.check_alive)
+        await stack.wait_ready(client)
 
 
 @main.command()

@@ -62,7 +62,9 @@ class PipelineClient:
             found = self.consumer.partitions_for_topic(topic)
             if found:
                 return found
-            await self.consumer.topics()  # refreshes metadata: the topics may have just been created
+            # The topics may have just been created. aiokafka's public consumer.topics() fetches
+            # metadata without updating what partitions_for_topic() reads; this does.
+            await self.consumer._client.force_metadata_update()
             await asyncio.sleep(0.1)
         raise RuntimeError(f"topic {topic} has no partitions; was the pipeline started (`rendezvous up`)?")
 

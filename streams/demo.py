@@ -46,7 +46,7 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int)
 async def _stream(stack: Stack, spec, n: int, rate: float, console: Console) -> Table:
     rows = [x for x, _ in agrawal_rows(n, seed=2024)]
     async with PipelineClient(stack.settings.bootstrap, spec.name, stack.settings.encoding, watch_scores=True) as client:
-        await client.wait_ready(rows[0], models=[m.id for m in spec.models], alive=stack.check_alive)
+        await stack.wait_ready(client)
         client.sent_at.clear(), client.received.results.clear()
         columns = (TextColumn("streaming"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:

@@ -81,6 +81,16 @@ class Stack:
         for role, code in self.failed().items():
             raise RuntimeError(f"worker {role} exited with code {code}; its log ends with:\n{self.log_tail(role)}")
 
+    async def wait_ready(self, client, timeout_s: float = 90.0) -> None:
+        """Probe through ``client`` until every hosted model answered; on failure, show the logs."""
+        features = {name: 0.0 for model in self.spec.models for name in model.features} or {"probe": 0.0}
+        models = [m.id for m in self.spec.models if m.flavour != "external"]
+        try:
+            await client.wait_ready(features, timeout_s, models, alive=self.check_alive)
+        except TimeoutError as exc:
+            logs = "\n".join(f"--- {role} ---\n{self.log_tail(role)}" for role in self.roles)
+            raise TimeoutError(f"{exc}\nworker logs:\n{logs}") from None
+
     def stop(self) -> None:
         for role in list(self.workers):
             self.workers[role].send_signal(signal.SIGTERM)

@@ -43,11 +43,10 @@ async def ready_client(stack: Stack, **kwargs) -> PipelineClient:
     client = PipelineClient(stack.settings.bootstrap, stack.spec.name, **kwargs)
     await client.__aenter__()
     try:
-        await client.wait_ready(rows(1)[0], models=[m.id for m in stack.spec.models], alive=stack.check_alive)
-    except TimeoutError as exc:
+        await stack.wait_ready(client)
+    except BaseException:
         await client.__aexit__(None, None, None)
-        logs = "\n".join(f"--- {role} ---\n{stack.log_tail(role)}" for role in stack.roles)
-        raise TimeoutError(f"{exc}\nworker logs:\n{logs}") from None
+        raise
     return client
 
 
