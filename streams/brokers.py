@@ -178,10 +178,19 @@ class KafkaBroker(BrokerProcess):
     def command(self) -> list[str]:
         props = self._properties()
         if not (self.log_dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = _cluster_id()
             subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
                            check=True, capture_output=True)
         return self._java("kafka.Kafka", str(props))
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id like ``kafka-storage random-uuid``'s: never starting with '-', which
+    the storage tool's argument parser would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:

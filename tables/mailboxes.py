@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from faust import current_event
+import json
 
 from pipelines.policies import Decision, ScoreView
 
@@ -98,10 +98,16 @@ class TableStore(DictStore):
     """Mailboxes in a changelog-backed Faust table.
 
     ``keep`` updates only the worker's memory: a mailbox is written to the changelog when it
-    opens and when it closes, not for every score filed in between — after a crash an open
-    mailbox is restored and answered by its deadline with whatever arrives, and a closed one
-    stays closed. ``save`` outside an event (the deadline timer) writes the changelog to the
-    mailbox's own partition; Faust's ``table[key] = value`` needs a current event for that.
+    opens and once its Result is out, not for every score filed in between — after a crash an
+    open mailbox is restored and answered by its deadline with whatever arrives, and a closed
+    one stays closed.
+
+    ``save`` serializes the mailbox *now* and writes it to the mailbox's own partition. Faust's
+    ``table[key] = value`` hands the dict itself to the producer buffer and serializes it only
+    when the buffer drains; by then the mailbox may have been closed in memory, and a worker
+    stopped before its Result went out would restart believing the request answered (CI caught
+    exactly that loss). Writing with an explicit partition also works outside any event (the
+    deadline timer), where ``table[key] = value`` cannot.
     """
 
     def __init__(self, table) -> None:
@@ -109,8 +115,6 @@ class TableStore(DictStore):
         self.table = table
 
     def save(self, request_id: str, box: dict) -> None:
-        if current_event() is not None:
-            self.table[request_id] = box
-        else:
-            self.data[request_id] = box
-            self.table.send_changelog(box["partition"], request_id, box)
+        self.data[request_id] = box
+        snapshot = json.dumps(box, separators=(",", ":")).encode()
+        self.table.send_changelog(box["partition"], request_id, snapshot, value_serializer="raw")

@@ -42,3 +42,10 @@ def test_topics__changelog_names_match_what_faust_derives():
     app = faust.App(topics.app_id("core"), broker="rdv://127.0.0.1:1", autodiscover=False)
     derived = {app.Table(topics.table(name), partitions=4).changelog_topic.get_topic_name() for name in ("mailboxes", "archive")}
     assert derived == set(topics.changelogs())
+
+
+def test_brokers__kraft_cluster_ids_never_start_with_a_dash():
+    from streams.brokers import _cluster_id
+
+    ids = [_cluster_id() for _ in range(2000)]  # ~1 in 64 random ids would start with '-'
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
