@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipelines.spec import PipelineSpec
@@ -48,13 +48,13 @@ class Stack:
         return self
 
     def start_worker(self, role: str) -> subprocess.Popen:
-        env = {**os.environ, "RDV_BROKER": self.settings.broker, "RDV_DATA_DIR": str(self.settings.data_dir),
-               "RDV_WEB_PORT": str(self.settings.web_port), "RDV_ENCODING": self.settings.encoding,
-               "RDV_FETCH_MAX_WAIT_MS": str(self.settings.fetch_max_wait_ms), "RDV_LINGER_MS": str(self.settings.linger_ms)}
-        log = open(self.log_dir / f"{role.replace(':', '-')}.log", "ab")
+        # every setting reaches the worker, also ones set in code rather than in the environment
+        env = {**os.environ, **{f"RDV_{name.upper()}": str(value)
+                                for name, value in asdict(self.settings).items() if value is not None}}
         command = [sys.executable, "-m", "streams.cli", "worker", str(self.spec.source), "--role", role]
-        self.workers[role] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(self.log_dir / f"{role.replace(':', '-')}.log", "ab") as log:
+            self.workers[role] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                  stdin=subprocess.DEVNULL, start_new_session=True)
         return self.workers[role]
 
     def stop_worker(self, role: str, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:

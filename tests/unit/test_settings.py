@@ -49,3 +49,11 @@ def test_brokers__kraft_cluster_ids_never_start_with_a_dash():
 
     ids = [_cluster_id() for _ in range(2000)]  # ~1 in 64 random ids would start with '-'
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_settings__every_setting_survives_the_trip_to_a_worker_process():
+    from dataclasses import asdict
+
+    settings = Settings.from_env({}, broker="kafka://h:1", miss_limit=5, tick_ms=2.5, data_dir=Path("/d"))
+    env = {f"RDV_{name.upper()}": str(value) for name, value in asdict(settings).items() if value is not None}
+    assert Settings.from_env(env) == settings
