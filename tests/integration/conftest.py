@@ -50,6 +50,15 @@ async def ready_client(stack: Stack, **kwargs) -> PipelineClient:
     return client
 
 
+async def all_answered(client: PipelineClient, ids: list[str], timeout_s: float = 60) -> set[str]:
+    """Wait for every id's Result, then for one more request's: duplicates of the earlier ones
+    would have arrived by then. Returns the ids still without a Result."""
+    missing = await client.wait_results(ids, timeout_s=timeout_s)
+    sentinel = await client.send(rows(1, seed=99)[0])
+    await client.wait_results([sentinel], timeout_s=30)
+    return missing
+
+
 @pytest.fixture
 def run():
     """Run a coroutine on a fresh event loop (tests stay plain functions)."""

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tables.archive import read_archive
-from tests.integration.conftest import make_stack, ready_client, rows
+from tests.integration.conftest import all_answered, make_stack, ready_client, rows
 
 pytestmark = pytest.mark.integration
 
@@ -23,11 +23,7 @@ def test_pipeline__every_request_gets_exactly_one_result(broker, trained, tmp_pa
         client = await ready_client(stack, watch_scores=True)
         try:
             ids = await client.run_load(rows(1000), rate_per_s=400)
-            missing = await client.wait_results(ids, timeout_s=60)
-            # a last request after the others: its answer means earlier duplicates would have shown
-            last = await client.send(rows(1, seed=3)[0])
-            await client.wait_results([last], timeout_s=30)
-            return ids, missing, client.received
+            return ids, await all_answered(client, ids), client.received
         finally:
             await client.__aexit__(None, None, None)
 
@@ -162,10 +158,7 @@ def test_pipeline__restarted_rendezvous_keeps_one_result_per_request(broker, tra
             stack.stop_worker("core", signal.SIGTERM)
             stack.start_worker("core")
             second = await client.run_load(rows(300, seed=8), rate_per_s=300)
-            missing = await client.wait_results(first + second, timeout_s=90)
-            last = await client.send(rows(1, seed=4)[0])
-            await client.wait_results([last], timeout_s=30)
-            return first + second, missing, client.received
+            return first + second, await all_answered(client, first + second, timeout_s=90), client.received
         finally:
             await client.__aexit__(None, None, None)
 
