@@ -37,6 +37,3 @@ class ModelHealth:
         """A score of this model arrived."""
         self._misses[model_id] = 0
         self.down.discard(model_id)
-
-    def misses(self, model_id: str) -> int:
-        return self._misses.get(model_id, 0)

@@ -50,9 +50,9 @@ async def _ping(bootstrap: str) -> None:
 def wait_for_broker(bootstrap: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None) -> None:
     """Block until ``bootstrap`` answers a metadata request (or fail with the reason)."""
     deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
     quiet = logging.getLogger("aiokafka")
-    level, quiet.level = quiet.level, logging.CRITICAL  # connection refused is expected while it starts
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # connection refused is expected while it starts
     try:
         _wait(bootstrap, deadline, process)
     finally:

@@ -30,7 +30,6 @@ class ParquetArchive:
         self.flush_rows = flush_rows
         self._rows: list[tuple] = []
         self._lock = threading.Lock()
-        self.files_written = 0
 
     def add(self, record: Mapping[str, Any], raw: bytes, partition: int, offset: int, received_s: float) -> None:
         self._rows.append((record["request_id"], partition, offset, int(received_s * 1000), record.get("tenant"),
@@ -51,7 +50,6 @@ class ParquetArchive:
             tmp = path.with_suffix(".tmp")
             pq.write_table(table, tmp, compression="zstd")
             tmp.rename(path)
-            self.files_written += 1
             return path
 
 
