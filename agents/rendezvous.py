@@ -143,16 +143,20 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     results = app.topic(topics.results, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
     table = app.Table(topics.table("mailboxes"), partitions=spec.partitions)  # JSON keys and values
-    server = Rendezvous(spec, TableStore(table), miss_limit=settings.miss_limit)
+    store = TableStore(table)
+    server = Rendezvous(spec, store, miss_limit=settings.miss_limit)
     app.rdv_rendezvous = server
     requests_codec, results_codec = codec_for("Request"), codec_for("Result")
 
     async def publish(out: list[tuple]) -> None:
+        """Results to the producer, then the mailbox writes: all queued there before the
+        event that caused them is acknowledged (so before its offset can be committed)."""
         for rid, partition, record in out:
             encoding = server.encoding_of(rid, settings.encoding)
             await results.send(key=rid.encode(), value=results_codec.encode_as(record, encoding), partition=partition)
             server.confirm(rid)
             on_result(record)
+        await store.flush()
 
     @app.agent(inputs, name=f"{spec.name}-rendezvous")
     async def rendezvous(stream):
@@ -167,13 +171,13 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                     out = [r for score in decode_scores(message.value, message.key)
                            for r in server.on_score(score, message.partition)]
             except DecodeError as exc:
+                out = []
                 if not is_request:  # bad requests are reported once, by the decoy
                     await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
-                continue
             except Exception as exc:  # never drop an event silently
+                out = []
                 log.exception("rendezvous failed on %s@%s", message.topic, message.offset)
                 await dead_letter(dlq, spec.name, event, f"{type(exc).__name__}: {exc}", "decide")
-                continue
             await publish(out)
 
     @app.timer(settings.tick_ms / 1000.0, name=f"{spec.name}-deadlines")
@@ -191,7 +195,15 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     @app.timer(1.0, name=f"{spec.name}-recover-deadlines")
     async def recover():
         if not app.rebalancing:
-            server.recover()
+            rearmed = server.recover()
+            if rearmed:
+                log.info("rendezvous: re-armed the deadlines of %d open mailboxes", rearmed)
             server.forget_answered(wall_clock_ms() - 2 * settings.dedupe_window_s * 1000)
+
+    @app.on_before_shutdown.connect
+    async def _report(app, **kwargs):
+        open_boxes = sum(1 for _, box in store.items() if is_open(box))
+        log.info("rendezvous: stopping with %d open mailboxes, %d writes queued, stats %s",
+                 open_boxes, len(store.pending), dict(server.stats))
 
     return server

@@ -1,9 +1,18 @@
-"""A Faust transport (URL scheme ``rdv://``) that is aiokafka with the project's consumer settings.
+"""A Faust transport (URL scheme ``rdv://``) that is aiokafka with two corrections.
 
-Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. Kafka answers a fetch as soon
-as data arrives, but the embedded Tansu broker waits the full time, so every hop would cost
-0.5–1.5 s. This subclass passes ``app.rdv_fetch_max_wait_ms`` instead. It is registered in
-the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own plug-in point.
+1. Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. Kafka answers a fetch as
+   soon as data arrives, but the embedded Tansu broker waits the full time, so every hop
+   would cost 0.5–1.5 s. This consumer passes ``app.rdv_fetch_max_wait_ms`` instead.
+2. While a worker stops or rebalances, Faust suspends its flow control, and a stream that
+   pulls a message then *skips* it — and acknowledges it as if processed (faust/streams.py,
+   ``_c_aiter``: ``do_ack or value is skipped_value``). The consumer then commits past a
+   request nobody handled: CI lost requests across a restart exactly so. This consumer
+   records no acknowledgement while the flow is suspended (or from an older generation):
+   such messages are delivered again after the restart or rebalance — at least once, never
+   lost; every sink of ours is idempotent per request_id.
+
+Registered in the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own
+plug-in point.
 """
 
 from __future__ import annotations
@@ -27,6 +36,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def ack(self, message) -> bool:
+        """Mark ``message`` safe to commit — unless acknowledged while the flow is suspended (see 2. above)."""
+        if not self.app.flow_control.is_active() or message.generation_id != self.app.consumer_generation_id:
+            return False
+        return super().ack(message)
 
 
 class Transport(faust_aiokafka.Transport):

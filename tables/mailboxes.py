@@ -93,6 +93,9 @@ class DictStore:
     def items(self):
         return self.data.items()
 
+    async def flush(self) -> None:
+        """Durable writes are immediate here."""
+
 
 class TableStore(DictStore):
     """Mailboxes in a changelog-backed Faust table.
@@ -102,19 +105,30 @@ class TableStore(DictStore):
     open mailbox is restored and answered by its deadline with whatever arrives, and a closed
     one stays closed.
 
-    ``save`` serializes the mailbox *now* and writes it to the mailbox's own partition. Faust's
-    ``table[key] = value`` hands the dict itself to the producer buffer and serializes it only
-    when the buffer drains; by then the mailbox may have been closed in memory, and a worker
-    stopped before its Result went out would restart believing the request answered (CI caught
-    exactly that loss). Writing with an explicit partition also works outside any event (the
-    deadline timer), where ``table[key] = value`` cannot.
+    ``save`` serializes the mailbox *now* (Faust's ``table[key] = value`` serializes it only
+    when its buffer drains; by then the mailbox may have been closed in memory — CI caught
+    that loss) and queues it; :meth:`flush` hands the queue to the producer, and the agent
+    awaits it before moving to the next event. That order is what makes an offset commit safe:
+    Faust flushes the producer before it commits, but its own send buffer (``send_soon``, what
+    ``table[key] = value`` and ``send_changelog`` use) only "best effort", giving up after
+    100 ms — a request whose offset was committed while its open mailbox still sat in that
+    buffer was lost across a restart (CI caught that too). Sent with an explicit partition,
+    a save also works outside any event (the deadline timer).
     """
 
     def __init__(self, table) -> None:
         super().__init__(table.data)
         self.table = table
+        self.pending: list[tuple[int, str, bytes]] = []
 
     def save(self, request_id: str, box: dict) -> None:
         self.data[request_id] = box
-        snapshot = json.dumps(box, separators=(",", ":")).encode()
-        self.table.send_changelog(box["partition"], request_id, snapshot, value_serializer="raw")
+        self.pending.append((box["partition"], request_id, json.dumps(box, separators=(",", ":")).encode()))
+
+    async def flush(self) -> None:
+        """Hand every queued snapshot to the producer (in order); returns once they are queued there."""
+        pending, self.pending = self.pending, []
+        topic = self.table.changelog_topic
+        for partition, key, value in pending:
+            await topic.send(key=key, value=value, partition=partition,
+                             key_serializer=self.table.key_serializer, value_serializer="raw")

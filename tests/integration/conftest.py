@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import uuid
 
 import pytest
@@ -30,7 +31,8 @@ def make_stack(broker, trained, tmp_path, deadline_ms: int = 150, **overrides) -
         model["artifact"] = str(directory / model["artifact"])
     path = tmp_path / f"{data['pipeline']}.yaml"
     path.write_text(yaml.safe_dump(data))
-    settings = Settings.from_env({}, broker=broker.url, data_dir=tmp_path / "data", web_port=free_port(),
+    # Only the log level comes from the environment (RDV_LOG_LEVEL=info to debug a test).
+    settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RDV_LOG_LEVEL"}, broker=broker.url, data_dir=tmp_path / "data", web_port=free_port(),
                                  **overrides)
     return Stack(load_spec(path), settings)
 
@@ -63,3 +65,38 @@ async def all_answered(client: PipelineClient, ids: list[str], timeout_s: float 
 def run():
     """Run a coroutine on a fresh event loop (tests stay plain functions)."""
     return lambda coro: asyncio.run(coro)
+
+
+async def diagnose_lost(stack: Stack, lost: list[str]) -> str:
+    """Where lost requests are on ``{p}.requests`` and where the core's group committed: for failure messages."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    bootstrap, topic = stack.settings.bootstrap, f"{stack.spec.name}.requests"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in range(stack.spec.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        todo = {tp for tp in tps if ends[tp]}
+        while todo:
+            for tp, messages in (await consumer.getmany(*todo, timeout_ms=500)).items():
+                for m in messages:
+                    if m.key and m.key.decode() in lost:
+                        found[m.key.decode()] = (m.partition, m.offset)
+            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        committed = await admin.list_consumer_group_offsets(f"rdv-{stack.spec.name}-core")
+        offsets = {f"{tp.topic}/{tp.partition}": meta.offset for tp, meta in committed.items() if tp.topic == topic}
+    except Exception as exc:  # Tansu answers this admin call with bytes aiokafka cannot parse
+        offsets = f"(unavailable: {type(exc).__name__})"
+    finally:
+        await admin.close()
+    return f"on {topic} at (partition, offset): {found}; log ends {dict((t.partition, o) for t, o in ends.items())}; core committed {offsets}"
