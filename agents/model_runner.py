@@ -8,22 +8,31 @@ rendezvous consume instead of one per request and model), written to the request
 partition of ``{p}.scores`` so the rendezvous owning them receives them whatever
 partitioner the requests' producer used. Bad requests are skipped here (the decoy
 reports them to the DLQ); a model error becomes a Score with ``status=error``.
+
+The group follows the registry (``{p}.control``): a model registered or moved into the group
+is loaded — verified against its SHA-256 first, off the event loop — and joins the next
+micro-batch; a retired one leaves it; a role change takes effect at once. An artifact that
+fails verification is refused with an error in the log and the version already loaded keeps
+serving.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import faust
 from faust.types import EventT
 
 from pipelines.flavours import Model, load_model
-from pipelines.spec import PipelineSpec
+from pipelines.registry import ArtifactStore, live_spec
+from pipelines.spec import ModelSpec, PipelineSpec
 from schemas.codec import DecodeError, codec_for
 from streams.settings import Settings
 from streams.topics import PipelineTopics
+from tables.registry import RegistryView
 
 __all__ = ["ModelGroup", "register"]
 
@@ -73,15 +82,62 @@ class ModelGroup:
     def encode(self, scores: list[dict]) -> bytes:
         return self._batch.encode_as({"scores": scores}, self.encoding)
 
+    async def update(self, wanted: Sequence[ModelSpec], loader: Callable[[ModelSpec], Model] = load_model) -> list[str]:
+        """Host exactly ``wanted``: load new artifacts, keep the rest, drop the others.
+
+        Returns what changed, for the log. A model whose artifact cannot be loaded keeps its
+        current version (if it has one); the swap is one assignment, between micro-batches.
+        """
+        current = {m.spec.id: m for m in self.models}
+        models, changes = [], []
+        for spec in wanted:
+            have = current.get(spec.id)
+            if have is not None and (have.spec.sha256, have.spec.version) == (spec.sha256, spec.version):
+                if have.spec != spec:
+                    have.spec = spec  # role or preference: no reload
+                    changes.append(f"{spec.id} is now {spec.role}")
+                models.append(have)
+                continue
+            try:
+                loaded = await asyncio.to_thread(loader, spec)
+            except Exception as exc:
+                log.error("model %s version %s refused: %s; %s", spec.id, spec.version, exc,
+                          f"version {have.spec.version} keeps serving" if have else "it is not served")
+                if have is not None:
+                    models.append(have)
+                continue
+            models.append(loaded)
+            changes.append(f"{spec.id} version {spec.version} loaded ({spec.role})")
+        changes += [f"{m} unloaded" for m in current if m not in {s.id for s in wanted}]
+        self.models = models
+        return changes
+
 
 def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics, group: str) -> None:
-    members = spec.groups.get(group)
+    members = spec.groups.get(group, ())
     if not members:
-        raise ValueError(f"pipeline {spec.name} has no model group {group!r}; groups: {sorted(spec.groups)}")
+        log.warning("pipeline %s has no live model in group %r yet (groups: %s); waiting for the registry",
+                    spec.name, group, sorted(spec.groups))
     runner = ModelGroup([load_model(m) for m in members], settings.encoding)
+    store = ArtifactStore(settings.data_dir / "registry")
+
+    async def follow(state: dict) -> None:
+        wanted = live_spec(spec, state, store).groups.get(group, ())
+        for change in await runner.update(wanted):
+            log.info("group %s: %s", group, change)
+
+    view = RegistryView(settings.bootstrap, topics.control, on_change=follow)
     requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
     scores = app.topic(topics.scores, key_serializer="raw", value_serializer="raw")
     within_s = settings.batch_within_ms / 1000.0
+
+    @app.task
+    async def registry():
+        await follow(await view.start())  # changes since the worker's spec was read, then every change
+
+    @app.on_before_shutdown.connect
+    async def _stop_registry(app, **kwargs):
+        await view.stop()
 
     @app.agent(requests, name=f"{spec.name}-models-{group}")
     async def score(stream):

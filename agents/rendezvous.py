@@ -10,6 +10,7 @@ only counted. A timer fires deadlines, closing due mailboxes outside any event.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
@@ -21,12 +22,15 @@ import faust
 from agents.dlq import dead_letter
 from pipelines.health import ModelHealth
 from pipelines.policies import Decision, policy_for
+from pipelines.registry import ArtifactStore, live_spec
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAGIC, DecodeError, codec_for, decode_scores
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 from tables.mailboxes import (DictStore, TableStore, close_mailbox, file_score, is_open, new_mailbox,
                               open_mailbox, result_record, score_views)
+from tables.archive import ScoreArchive
+from tables.registry import RegistryView
 from tables.results import read_answered
 
 __all__ = ["Rendezvous", "register"]
@@ -49,7 +53,7 @@ class Rendezvous:
     """
 
     def __init__(self, spec: PipelineSpec, mailboxes: DictStore, clock: Callable[[], float] = wall_clock_ms,
-                 miss_limit: int = 3) -> None:
+                 miss_limit: int = 3, orphan_grace_ms: float = 2000.0) -> None:
         self.spec = spec
         self.mailboxes = mailboxes
         self.clock = clock
@@ -59,6 +63,13 @@ class Rendezvous:
         self.late: Counter = Counter()
         self.answered: dict[str, float] = {}  # answered before this worker had the partition
         self._deadlines: list[tuple[float, str]] = []
+        self.orphan_grace_ms = orphan_grace_ms
+        self._orphans: list[tuple[float, str]] = []
+
+    def update(self, spec: PipelineSpec) -> None:
+        """The registry changed: the policy follows the new roles and preference order at once."""
+        self.spec = spec
+        self.policy = policy_for(spec.policy, spec.ranking)
 
     def remember_answered(self, answered: dict[str, float]) -> None:
         """Requests that already have a Result on the results topic: never answer them again."""
@@ -88,7 +99,11 @@ class Rendezvous:
     def on_score(self, score: dict, partition: int) -> list[tuple]:
         rid, model_id = score["request_id"], score["model_id"]
         self.health.seen(model_id)
-        box = self.mailboxes.get(rid) or new_mailbox(partition)
+        box = self.mailboxes.get(rid)
+        if box is None:
+            box = new_mailbox(partition)
+            # if the request itself never shows up, its scores answer it (see due())
+            heapq.heappush(self._orphans, (self.clock() + self.orphan_grace_ms, rid))
         if box["done"] is not None or rid in self.answered:
             self.late[model_id] += 1
             return []
@@ -97,9 +112,29 @@ class Rendezvous:
         return self._decide(rid, box) if box["opened_at"] is not None else []
 
     def due(self) -> list[tuple]:
-        """Decide every mailbox whose deadline passed."""
+        """Decide every mailbox whose deadline passed, and every orphan.
+
+        An orphan is a mailbox with scores whose request did not arrive within
+        ``orphan_grace_ms`` of its first score: the models saw the request but this worker did
+        not (Faust can drop a message for one agent of a worker while it rebalances, and then
+        delivers it again only after a restart). It is answered from its scores at once,
+        with the pipeline's deadline counted from its first score — late, but answered.
+        """
         now = self.clock()
         out = []
+        while self._orphans and self._orphans[0][0] <= now:
+            _, rid = heapq.heappop(self._orphans)
+            box = self.mailboxes.get(rid)
+            if box is None or box["opened_at"] is not None or box["done"] is not None or rid in self.answered:
+                continue
+            self.stats["orphans"] += 1
+            open_mailbox(box, {}, now - self.orphan_grace_ms, self.spec.deadline_ms)
+            box["meta"]["orphan"] = True
+            self.mailboxes.save(rid, box)
+            decided = self._decide(rid, box, now)
+            if not decided:  # a deadline longer than the grace: wait for the rest of it
+                heapq.heappush(self._deadlines, (box["deadline_at"], rid))
+            out += decided
         while self._deadlines and self._deadlines[0][0] <= now:
             _, rid = heapq.heappop(self._deadlines)
             box = self.mailboxes.get(rid)
@@ -133,6 +168,8 @@ class Rendezvous:
             self.health.missed(decision.missing)
         self.stats[f"results_{decision.status}"] += 1
         record = result_record(rid, box, decision, self.policy.name, now)
+        if box["meta"].get("orphan"):
+            record["reason"] = f"the request never reached the rendezvous, answered from its scores: {record['reason']}"
         close_mailbox(box, decision)
         return [(rid, box["partition"], record)]
 
@@ -144,7 +181,31 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
     table = app.Table(topics.table("mailboxes"), partitions=spec.partitions)  # JSON keys and values
     store = TableStore(table)
-    server = Rendezvous(spec, store, miss_limit=settings.miss_limit)
+    server = Rendezvous(spec, store, miss_limit=settings.miss_limit, orphan_grace_ms=settings.orphan_grace_ms)
+    artifacts = ArtifactStore(settings.data_dir / "registry")
+    scores_archive = ScoreArchive(settings.data_dir / spec.name / "scores", settings.archive_flush_rows)
+
+    def follow(state: dict) -> None:
+        before = server.policy.ranking
+        server.update(live_spec(spec, state, artifacts))
+        if server.policy.ranking != before:
+            log.info("rendezvous: ranking is now %s (was %s)", server.policy.ranking, before)
+
+    view = RegistryView(settings.bootstrap, topics.control, on_change=follow)
+
+    @app.task
+    async def registry():
+        follow(await view.start())
+
+    @app.on_before_shutdown.connect
+    async def _stop_registry(app, **kwargs):
+        await view.stop()
+        scores_archive.flush()
+
+    @app.timer(settings.archive_flush_s, name=f"{spec.name}-scores-flush")
+    async def flush_scores():
+        await asyncio.to_thread(scores_archive.flush)
+
     app.rdv_rendezvous = server
     requests_codec, results_codec = codec_for("Request"), codec_for("Result")
 
@@ -165,11 +226,13 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             is_request = message.topic == topics.requests
             try:
                 if is_request:
-                    out = server.on_request(requests_codec.decode(message.value, message.key), message.partition,
-                                            "avro" if message.value[:2] == MAGIC else "json")
+                    record = requests_codec.decode(message.value, message.key)
+                    out = server.on_request(record, message.partition, "avro" if message.value[:2] == MAGIC else "json")
                 else:
-                    out = [r for score in decode_scores(message.value, message.key)
-                           for r in server.on_score(score, message.partition)]
+                    out, now = [], time.time()
+                    for score in decode_scores(message.value, message.key):
+                        scores_archive.add(score, now)
+                        out += server.on_score(score, message.partition)
             except DecodeError as exc:
                 out = []
                 if not is_request:  # bad requests are reported once, by the decoy
@@ -190,7 +253,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         partitions = sorted({tp.partition for tp in assigned if tp.topic == topics.requests})
         answered = await read_answered(settings.bootstrap, topics.results, partitions, settings.dedupe_window_s)
         server.remember_answered(answered)
-        log.info("rendezvous: %d requests on partitions %s already answered", len(answered), partitions)
+        log.info("rendezvous: %d requests on partitions %s already answered; %d mailboxes in memory, %d open",
+                 len(answered), partitions, len(store.data), sum(1 for _, box in store.items() if is_open(box)))
 
     @app.timer(1.0, name=f"{spec.name}-recover-deadlines")
     async def recover():
@@ -202,8 +266,9 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.on_before_shutdown.connect
     async def _report(app, **kwargs):
-        open_boxes = sum(1 for _, box in store.items() if is_open(box))
-        log.info("rendezvous: stopping with %d open mailboxes, %d writes queued, stats %s",
-                 open_boxes, len(store.pending), dict(server.stats))
+        open_boxes = [(rid, box["deadline_at"]) for rid, box in store.items() if is_open(box)]
+        log.info("rendezvous: stopping with %d open mailboxes (%s), %d writes queued, stats %s", len(open_boxes),
+                 ", ".join(f"{rid} due {at - wall_clock_ms():+.0f} ms" for rid, at in open_boxes[:3]),
+                 len(store.pending), dict(server.stats))
 
     return server

@@ -122,10 +122,11 @@ def render(runs: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
-def write(path: Path, block: str) -> None:
+def write(path: Path, block: str, start: str = START, end: str = END) -> None:
+    """Replace the block between ``start`` and ``end`` in ``path`` (or append it)."""
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: block, text, flags=re.S)
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)

@@ -17,11 +17,11 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["ANSWERING_ROLES", "ROLES", "ModelSpec", "PipelineSpec", "SpecError", "load_spec"]
+__all__ = ["ANSWERING_ROLES", "ROLES", "Checks", "ModelSpec", "PipelineSpec", "SpecError", "load_spec"]
 
 ROLES = ("champion", "challenger", "shadow", "canary")
 ANSWERING_ROLES = ("champion", "challenger")
-FLAVOURS = ("sklearn", "xgboost", "external")
+FLAVOURS = ("sklearn", "xgboost", "river", "external")
 POLICIES = ("preference",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
@@ -49,19 +49,62 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class Checks:
+    """What ``rendezvous models promote`` requires of a candidate (spec section ``checks:``).
+
+    ``latency_budget_ms``: p99 time to score one micro-batch of replayed requests (default: half
+    the pipeline's deadline); ``min_agreement``: share of replayed requests where the candidate
+    answers like the current champion did; ``min_accuracy``: against feedback, when there is
+    some; ``min_rows``: replayed requests needed before any of that means something.
+    """
+
+    latency_budget_ms: float | None = None
+    min_agreement: float = 0.7
+    min_accuracy: float | None = None
+    min_rows: int = 100
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Checks":
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise SpecError("field 'checks' must be a mapping")
+        unknown = set(raw) - {"latency_budget_ms", "min_agreement", "min_accuracy", "min_rows"}
+        if unknown:
+            raise SpecError(f"field 'checks' has unknown keys {sorted(unknown)}")
+        for key in ("min_agreement", "min_accuracy"):
+            value = raw.get(key)
+            if value is not None and (not isinstance(value, (int, float)) or not 0 <= value <= 1):
+                raise SpecError(f"field 'checks.{key}' must be a number from 0 to 1 (got {value!r})")
+        budget = raw.get("latency_budget_ms")
+        if budget is not None and (not isinstance(budget, (int, float)) or budget <= 0):
+            raise SpecError(f"field 'checks.latency_budget_ms' must be a positive number (got {budget!r})")
+        rows = raw.get("min_rows", 100)
+        if not isinstance(rows, int) or rows < 0:
+            raise SpecError(f"field 'checks.min_rows' must be a whole number >= 0 (got {rows!r})")
+        return cls(latency_budget_ms=budget, min_agreement=raw.get("min_agreement", 0.7),
+                   min_accuracy=raw.get("min_accuracy"), min_rows=rows)
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     name: str
     models: tuple[ModelSpec, ...]
     deadline_ms: int = 100
     policy: str = "preference"
     partitions: int = 4
+    checks: Checks = field(default_factory=Checks)
     source: Path | None = field(default=None, compare=False)
 
     @property
+    def latency_budget_ms(self) -> float:
+        return self.checks.latency_budget_ms or self.deadline_ms / 2
+
+    @property
     def ranking(self) -> tuple[str, ...]:
-        """Answering models, most preferred first (by ``preference``, then spec order)."""
+        """Answering models, most preferred first: the champion, then by ``preference`` (then spec order)."""
         answering = [m for m in self.models if m.answers]
-        return tuple(m.id for m in sorted(answering, key=lambda m: m.preference))
+        return tuple(m.id for m in sorted(answering, key=lambda m: (m.role != "champion", m.preference)))
 
     @property
     def groups(self) -> dict[str, tuple[ModelSpec, ...]]:
@@ -96,6 +139,7 @@ class PipelineSpec:
             deadline_ms=_positive(data.get("deadline_ms", 100), "deadline_ms"),
             policy=policy,
             partitions=_positive(data.get("partitions", 4), "partitions"),
+            checks=Checks.from_dict(data.get("checks")),
             source=source,
         )
 
@@ -105,6 +149,7 @@ class PipelineSpec:
             "deadline_ms": self.deadline_ms,
             "policy": self.policy,
             "partitions": self.partitions,
+            "checks": {k: v for k, v in vars(self.checks).items() if v is not None},
             "models": [
                 {
                     "id": m.id, "version": m.version, "flavour": m.flavour, "role": m.role,

@@ -1,12 +1,17 @@
 """Train the demo's models on River's synthetic Agrawal loan-application stream and write a spec.
 
-Three real models, none downloaded: a logistic regression (champion), XGBoost (challenger),
-and a shallow decision tree as the canary (a stable, simple baseline).
+Three real models in the spec, none downloaded: XGBoost (champion), a logistic regression
+(challenger) and a shallow decision tree as the canary (a stable, simple baseline). Beside
+them, candidates to stage with ``rendezvous models register``: a second XGBoost
+(``xgb2.ubj``), a River online logistic regression (``river.pkl``) and the logistic regression
+exported as plain coefficients (``lr.json``) for the Java and Node.js workers in ``examples/``.
+Hold-out accuracies go to ``models/metrics.json``.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from pipelines.flavours import sklearn as sk_flavour
+from pipelines.flavours import river as river_flavour, sklearn as sk_flavour
 from pipelines.flavours.base import sha256_of
 
 __all__ = ["AGRAWAL_FEATURES", "agrawal_rows", "train_demo_models"]
@@ -58,6 +63,19 @@ def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 5, "eta": 0.3, "nthread": 2},
                         xgb.DMatrix(X, label=y), num_boost_round=60)
     booster.save_model(str(models_dir / "xgb.ubj"))
+    booster2 = xgb.train({"objective": "binary:logistic", "max_depth": 4, "eta": 0.2, "nthread": 2},
+                         xgb.DMatrix(X, label=y), num_boost_round=80)
+    booster2.save_model(str(models_dir / "xgb2.ubj"))
+    river_flavour.save(train_river(itertools.islice(zip(X, y), 5000)), models_dir / "river.pkl")
+    export_linear(lr, models_dir / "lr.json")
+    X_test, y_test = _matrix(4000, seed + 1000)
+    metrics = {
+        "lr": float((lr.predict(X_test) == y_test).mean()),
+        "canary": float((canary.predict(X_test) == y_test).mean()),
+        "xgb": float(((booster.inplace_predict(X_test) >= 0.5) == y_test).mean()),
+        "xgb2": float(((booster2.inplace_predict(X_test) >= 0.5) == y_test).mean()),
+    }
+    (models_dir / "metrics.json").write_text(json.dumps({k: {"accuracy": v} for k, v in metrics.items()}, indent=2))
 
     def entry(model_id, flavour, file, role, group, preference):
         return {"id": model_id, "version": "1", "flavour": flavour, "artifact": f"models/{file}",
@@ -75,3 +93,23 @@ def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_
     path = out_dir / f"{pipeline}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def train_river(pairs):
+    """A River online logistic regression (scaled), trained one example at a time."""
+    from river import linear_model, preprocessing
+
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    for x, y in pairs:
+        model.learn_one(dict(zip(AGRAWAL_FEATURES, map(float, x))), bool(y))
+    return model
+
+
+def export_linear(pipeline, path: Path) -> None:
+    """A scaled logistic regression as plain numbers any language can score:
+    ``p(1) = 1 / (1 + exp(-(intercept + sum(coef[i] * x[features[i]]))))``."""
+    scaler, model = pipeline[0], pipeline[-1]
+    coef = model.coef_[0] / scaler.scale_
+    intercept = float(model.intercept_[0] - (model.coef_[0] * scaler.mean_ / scaler.scale_).sum())
+    path.write_text(json.dumps({"features": list(AGRAWAL_FEATURES), "coef": [float(c) for c in coef],
+                                "intercept": intercept, "classes": [str(c) for c in model.classes_]}, indent=2))

@@ -92,7 +92,10 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
     settings = Settings.from_env(broker=broker, data_dir=data_dir)
     if not settings.broker:
         raise click.ClickException(str(NoBrokerError("worker")))
-    app = create_app(load_spec(spec), settings, role)
+    from tables.registry import live_pipeline
+
+    live = asyncio.run(live_pipeline(load_spec(spec), settings.bootstrap, settings.data_dir))
+    app = create_app(live, settings, role)
     faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
@@ -153,6 +156,11 @@ def demo(n_requests: int, rate: float, deadline_ms: int, broker: str | None, dat
 
     sys.exit(run_demo(Settings.from_env(broker=broker, data_dir=data_dir), n_requests, rate, deadline_ms))
 
+
+from streams.models_cli import models as _models, replay_command as _replay  # noqa: E402
+
+main.add_command(_models, "models")
+main.add_command(_replay, "replay")
 
 if __name__ == "__main__":
     main()

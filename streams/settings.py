@@ -35,6 +35,7 @@ class Settings:
     batch_within_ms: float = 2.0         # longest a model waits to fill a micro-batch
     tick_ms: float = 5.0                 # deadline resolution of the rendezvous
     miss_limit: int = 3                  # missed deadlines in a row before a model counts as down
+    orphan_grace_ms: float = 2000.0      # scores whose request never arrived are answered after this
     dedupe_window_s: float = 60.0        # on (re)assignment, Results this recent are read back: never answered twice
     archive_flush_rows: int = 5_000      # decoy: Parquet file per this many rows …
     archive_flush_s: float = 5.0         # … or this many seconds

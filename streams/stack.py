@@ -17,6 +17,7 @@ from pipelines.spec import PipelineSpec
 from streams.brokers import BrokerProcess, EmbeddedBroker
 from streams.settings import Settings
 from streams.topics import ensure_topics
+from tables.registry import live_pipeline
 
 __all__ = ["Stack"]
 
@@ -26,6 +27,7 @@ class Stack:
 
     def __init__(self, spec: PipelineSpec, settings: Settings, log_dir: Path | None = None) -> None:
         self.spec = spec
+        self.live: PipelineSpec | None = None  # the registry's view once started
         self.broker: BrokerProcess | None = None
         if not settings.broker:
             self.broker = EmbeddedBroker()
@@ -36,13 +38,16 @@ class Stack:
 
     @property
     def roles(self) -> list[str]:
-        return ["core"] + [f"group:{g}" for g in self.spec.groups]
+        groups = dict.fromkeys([*self.spec.groups, *(self.live.groups if self.live else ())])
+        return ["core"] + [f"group:{g}" for g in groups]
 
     def start(self) -> "Stack":
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.broker is not None:
             self.broker.start()
         asyncio.run(ensure_topics(self.settings.bootstrap, self.spec.name, self.spec.partitions))
+        # seed the registry once here, so the workers do not all race to do it
+        self.live = asyncio.run(live_pipeline(self.spec, self.settings.bootstrap, self.settings.data_dir))
         for role in self.roles:
             self.start_worker(role)
         return self
@@ -83,8 +88,9 @@ class Stack:
 
     async def wait_ready(self, client, timeout_s: float = 90.0) -> None:
         """Probe through ``client`` until every hosted model answered; on failure, show the logs."""
-        features = {name: 0.0 for model in self.spec.models for name in model.features} or {"probe": 0.0}
-        models = [m.id for m in self.spec.models if m.flavour != "external"]
+        spec = self.live or self.spec
+        features = {name: 0.0 for model in spec.models for name in model.features} or {"probe": 0.0}
+        models = [m.id for m in spec.models if m.flavour != "external"]
         try:
             await client.wait_ready(features, timeout_s, models, alive=self.check_alive)
         except TimeoutError as exc:

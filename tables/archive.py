@@ -1,4 +1,5 @@
-"""The raw-request archive as Parquet files, and a reader that turns it into a DataFrame."""
+"""The archives as Parquet files — raw requests (the decoy) and every Score the rendezvous
+saw (what replay compares a candidate with) — and readers that turn them into DataFrames."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ParquetArchive", "read_archive"]
+__all__ = ["ParquetArchive", "ScoreArchive", "read_archive", "read_scores"]
 
 _SCHEMA = pa.schema([
     ("request_id", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
@@ -22,8 +23,17 @@ _SCHEMA = pa.schema([
 ])
 
 
-class ParquetArchive:
-    """Buffers archived requests and writes them as Parquet files, ``flush_rows`` at most per file."""
+_SCORES = pa.schema([
+    ("request_id", pa.string()), ("model_id", pa.string()), ("model_version", pa.string()), ("role", pa.string()),
+    ("prediction", pa.string()), ("probability", pa.float64()), ("status", pa.string()), ("latency_ms", pa.float64()),
+    ("received_at", pa.timestamp("ms", tz="UTC")),
+])
+
+
+class _ParquetBuffer:
+    """Buffers rows and writes them as a new Parquet file per flush (called off the event loop)."""
+
+    schema = _SCHEMA
 
     def __init__(self, directory: Path, flush_rows: int = 5000) -> None:
         self.directory = Path(directory)
@@ -31,20 +41,15 @@ class ParquetArchive:
         self._rows: list[tuple] = []
         self._lock = threading.Lock()
 
-    def add(self, record: Mapping[str, Any], raw: bytes, partition: int, offset: int, received_s: float) -> None:
-        self._rows.append((record["request_id"], partition, offset, int(received_s * 1000), record.get("tenant"),
-                           record.get("deadline_ms"), record.get("sent_at"),
-                           json.dumps(record["features"], separators=(",", ":")), raw))
-
     def flush(self) -> Path | None:
         """Write what is buffered to a new file (thread-safe; called off the event loop)."""
         with self._lock:
             rows, self._rows = self._rows, []
             if not rows:
                 return None
-            columns = list(zip(*rows))
-            table = pa.table({name: pa.array(col, type=_SCHEMA.field(name).type)
-                              for name, col in zip(_SCHEMA.names, columns)}, schema=_SCHEMA)
+            schema = self.schema
+            table = pa.table({name: pa.array(col, type=schema.field(name).type)
+                              for name, col in zip(schema.names, zip(*rows))}, schema=schema)
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"part-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = path.with_suffix(".tmp")
@@ -53,12 +58,50 @@ class ParquetArchive:
             return path
 
 
-def read_archive(directory: Path, features: bool = True) -> pd.DataFrame:
-    """All archived requests, de-duplicated by ``request_id`` (first seen wins), features as columns."""
+class ParquetArchive(_ParquetBuffer):
+    """The decoy's archive of raw requests."""
+
+    def add(self, record: Mapping[str, Any], raw: bytes, partition: int, offset: int, received_s: float) -> None:
+        self._rows.append((record["request_id"], partition, offset, int(received_s * 1000), record.get("tenant"),
+                           record.get("deadline_ms"), record.get("sent_at"),
+                           json.dumps(record["features"], separators=(",", ":")), raw))
+
+
+class ScoreArchive(_ParquetBuffer):
+    """Every Score the rendezvous received (also late ones): the live models' recorded answers.
+
+    ``prediction`` is kept as text (models of one pipeline may answer ints, strings or floats);
+    ``probability`` is the probability of the positive class ``"1"`` when the Score has one.
+    """
+
+    schema = _SCORES
+
+    def add(self, score: Mapping[str, Any], received_s: float) -> None:
+        probabilities = score.get("probabilities") or {}
+        prediction = score.get("prediction")
+        self._rows.append((score["request_id"], score["model_id"], score.get("model_version"), score.get("role"),
+                           None if prediction is None else str(prediction), probabilities.get("1"),
+                           score.get("status"), score.get("latency_ms"), int(received_s * 1000)))
+
+
+def _read(directory: Path, schema: pa.Schema) -> pd.DataFrame:
     files = sorted(Path(directory).glob("*.parquet"))
     if not files:
-        return pd.DataFrame(columns=_SCHEMA.names)
-    frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+        return pa.table({n: pa.array([], type=schema.field(n).type) for n in schema.names}).to_pandas()
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def read_scores(directory: Path) -> pd.DataFrame:
+    """Recorded Scores, one row per (request_id, model_id) (the first received wins)."""
+    frame = _read(directory, _SCORES).sort_values("received_at")
+    return frame.drop_duplicates(["request_id", "model_id"], keep="first").reset_index(drop=True)
+
+
+def read_archive(directory: Path, features: bool = True) -> pd.DataFrame:
+    """All archived requests, de-duplicated by ``request_id`` (first seen wins), features as columns."""
+    frame = _read(directory, _SCHEMA)
+    if frame.empty:
+        return frame
     frame = frame.sort_values("received_at").drop_duplicates("request_id", keep="first").reset_index(drop=True)
     if features:
         expanded = pd.json_normalize(frame["features"].map(json.loads).tolist())

@@ -32,17 +32,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_artifact(spec: ModelSpec) -> None:
-    """Refuse an artifact that is missing, has no recorded SHA-256, or whose bytes differ."""
+def verify_artifact(spec: ModelSpec) -> bytes:
+    """The artifact's bytes, read once; refused if missing, without a recorded SHA-256, or different.
+
+    Loaders parse exactly these bytes, so nothing can swap the file between check and load.
+    """
     if spec.artifact is None or not spec.artifact.exists():
         raise ArtifactError(f"model {spec.id}: artifact {spec.artifact} does not exist")
     if not spec.sha256:
         raise ArtifactError(f"model {spec.id}: no sha256 recorded in the spec; refusing to load unverified bytes")
-    actual = sha256_of(spec.artifact)
+    data = spec.artifact.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != spec.sha256:
         raise ArtifactError(
             f"model {spec.id}: artifact {spec.artifact} has SHA-256 {actual}, the spec records {spec.sha256}; refusing to load it"
         )
+    return data
 
 
 class Model:

@@ -36,12 +36,12 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def load(spec: ModelSpec) -> SklearnModel:
-    untrusted = sio.get_untrusted_types(file=spec.artifact)
+def load(spec: ModelSpec, data: bytes) -> SklearnModel:
+    untrusted = sio.get_untrusted_types(data=data)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
     if refused:
         raise ArtifactError(f"model {spec.id}: skops file holds untrusted types {refused}; refusing to load it")
-    estimator = sio.load(spec.artifact, trusted=untrusted)
+    estimator = sio.loads(data, trusted=untrusted)
     return SklearnModel(spec, estimator)
 
 

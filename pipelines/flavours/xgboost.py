@@ -30,9 +30,9 @@ class XGBoostModel(Model):
         return '"name":"binary:' in config.replace(" ", "")
 
 
-def load(spec: ModelSpec) -> XGBoostModel:
+def load(spec: ModelSpec, data: bytes) -> XGBoostModel:
     booster = xgb.Booster()
-    booster.load_model(str(spec.artifact))
+    booster.load_model(bytearray(data))  # UBJ or JSON, told apart by XGBoost from the bytes
     booster.set_param({"nthread": 1})
     model = XGBoostModel(spec, booster)
     model._objective = "binary" if model._is_binary() else ""

@@ -167,3 +167,37 @@ def test_rendezvous__a_result_is_answered_in_its_requests_encoding(server):
     assert server.encoding_of("r-json", "avro") == "json"
     assert server.encoding_of("r-avro", "json") == "avro"
     assert server.encoding_of("unknown", "avro") == "avro"
+
+
+def test_rendezvous__scores_whose_request_never_arrives_answer_it_after_the_grace(clock):
+    server = Rendezvous(SPEC, DictStore(), clock=clock, orphan_grace_ms=2000)
+    assert server.on_score(score("lost", "b"), 2) == []
+    clock.now += 1999
+    assert server.due() == []                      # the request may still come
+    clock.now += 1
+    [(rid, partition, result)] = server.due()
+    assert (rid, partition) == ("lost", 2) and result["status"] == "ok" and result["model_id"] == "b"
+    assert result["reason"].startswith("the request never reached the rendezvous, answered from its scores")
+    assert server.on_request(request("lost"), 2) == []   # arriving late, it is a duplicate
+    assert server.stats["orphans"] == 1 and server.stats["duplicate_requests"] == 1
+
+
+def test_rendezvous__a_request_arriving_within_the_grace_is_no_orphan(clock):
+    server = Rendezvous(SPEC, DictStore(), clock=clock, orphan_grace_ms=2000)
+    server.on_score(score("r1", "b"), 0)
+    clock.now += 10
+    assert server.on_request(request("r1"), 0) == []    # waits for a, the champion
+    [(_, _, result)] = server.on_score(score("r1", "a"), 0)
+    assert result["model_id"] == "a" and "never reached" not in result["reason"]
+    clock.now += 5000
+    assert server.due() == [] and server.stats["orphans"] == 0
+
+
+def test_rendezvous__an_orphan_with_a_long_deadline_waits_for_the_rest_of_it(clock):
+    long = PipelineSpec.from_dict({**SPEC.to_dict(), "deadline_ms": 5000})
+    server = Rendezvous(long, DictStore(), clock=clock, orphan_grace_ms=2000)
+    server.on_score(score("r1", "b"), 0)
+    clock.now += 2000
+    assert server.due() == []                      # opened from its scores; a may still answer
+    [(_, _, result)] = server.on_score(score("r1", "a"), 0)
+    assert result["model_id"] == "a"

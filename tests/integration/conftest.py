@@ -69,27 +69,11 @@ def run():
 
 async def diagnose_lost(stack: Stack, lost: list[str]) -> str:
     """Where lost requests are on ``{p}.requests`` and where the core's group committed: for failure messages."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     bootstrap, topic = stack.settings.bootstrap, f"{stack.spec.name}.requests"
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in range(stack.spec.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        todo = {tp for tp in tps if ends[tp]}
-        while todo:
-            for tp, messages in (await consumer.getmany(*todo, timeout_ms=500)).items():
-                for m in messages:
-                    if m.key and m.key.decode() in lost:
-                        found[m.key.decode()] = (m.partition, m.offset)
-            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
+    found, ends = await _scan(bootstrap, topic, stack.spec.partitions, lost)
+    answered, _ = await _scan(bootstrap, f"{stack.spec.name}.results", stack.spec.partitions, lost)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
@@ -99,4 +83,29 @@ async def diagnose_lost(stack: Stack, lost: list[str]) -> str:
         offsets = f"(unavailable: {type(exc).__name__})"
     finally:
         await admin.close()
-    return f"on {topic} at (partition, offset): {found}; log ends {dict((t.partition, o) for t, o in ends.items())}; core committed {offsets}"
+    return (f"on {topic} at (partition, offset): {found}; log ends {dict((t.partition, o) for t, o in ends.items())}; "
+            f"core committed {offsets}; their Results on the results topic: {answered}")
+
+
+async def _scan(bootstrap: str, topic: str, partitions: int, keys: list[str]):
+    """(partition, offset) of the messages keyed by ``keys`` in ``topic``, and its end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        todo = {tp for tp in tps if ends[tp]}
+        while todo:
+            for tp, messages in (await consumer.getmany(*todo, timeout_ms=500)).items():
+                for m in messages:
+                    if m.key and m.key.decode() in keys:
+                        found[m.key.decode()] = (m.partition, m.offset)
+            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return found, ends

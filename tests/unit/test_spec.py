@@ -16,9 +16,11 @@ BASE = {
 }
 
 
-def test_spec__ranking_follows_preference_and_skips_canary_and_shadow():
+def test_spec__ranking_puts_the_champion_first_then_follows_preference_and_skips_canary_and_shadow():
     spec = PipelineSpec.from_dict(BASE)
-    assert spec.ranking == ("xgb", "lr")
+    assert spec.ranking == ("lr", "xgb")  # lr is champion although xgb has the lower preference
+    no_champion = {**BASE, "models": [dict(m, role="challenger") if m["id"] == "lr" else m for m in BASE["models"]]}
+    assert PipelineSpec.from_dict(no_champion).ranking == ("xgb", "lr")
     assert {g: [m.id for m in ms] for g, ms in spec.groups.items()} == {"a": ["lr", "old"], "b": ["xgb"]}
 
 
@@ -55,3 +57,14 @@ def test_spec__invalid_field_is_named(change, field):
 def test_spec__missing_file_says_what_to_do(tmp_path):
     with pytest.raises(SpecError, match="rendezvous demo"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_spec__checks_have_defaults_and_are_validated():
+    spec = PipelineSpec.from_dict(BASE)
+    assert spec.latency_budget_ms == 40 and spec.checks.min_rows == 100
+    tuned = PipelineSpec.from_dict({**BASE, "checks": {"latency_budget_ms": 25, "min_agreement": 0.9}})
+    assert tuned.latency_budget_ms == 25 and tuned.checks.min_agreement == 0.9
+    with pytest.raises(SpecError, match="checks.min_agreement"):
+        PipelineSpec.from_dict({**BASE, "checks": {"min_agreement": 1.5}})
+    with pytest.raises(SpecError, match="unknown keys"):
+        PipelineSpec.from_dict({**BASE, "checks": {"min_agreemnt": 0.5}})

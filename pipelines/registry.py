@@ -1,0 +1,233 @@
+"""The model registry: content-addressed artifacts on disk, model state as ModelEvents.
+
+The source of truth is ``{p}.control``, a compacted topic of ModelEvents keyed by
+``model_id``: the latest event of a model is its state (version, role, flavour, group,
+preference, artifact SHA-256, features, metadata). Every worker materialises it
+(:mod:`tables.registry`) and follows changes without a restart. Artifacts live under
+``$RDV_DATA_DIR/registry/blobs/`` named by their SHA-256; a worker loads only from there and
+only after the bytes match the SHA-256 of the event — model bytes never travel on Kafka.
+
+A *model* here is a slot in a pipeline (``model_id``) with exactly one live version: its
+Scores carry ``model_id`` and ``model_version``. Variants side by side are different ids
+(stage ``xgb-2`` as a shadow next to ``xgb``, promote it, retire ``xgb``); registering a new
+version under an existing id replaces that model in place. The transition functions here are
+pure: they take the current state and return the events to publish.
+
+>>> state = {}
+>>> for e in [event("p", "a", "1", "register", "champion", "sklearn"),
+...           event("p", "b", "1", "register", "challenger", "xgboost")]:
+...     state = apply(state, e)
+>>> [(e["model_id"], e["role"]) for e in promote(state, "b", by="me", at_ms=5)]
+[('a', 'challenger'), ('b', 'champion')]
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipelines.flavours.base import sha256_of
+from pipelines.spec import ANSWERING_ROLES, FLAVOURS, ModelSpec, PipelineSpec
+
+__all__ = ["ArtifactStore", "RegistryError", "apply", "demote", "event", "live_models", "live_spec", "promote",
+           "retire", "to_model_spec", "whoami"]
+
+ROLES = ("champion", "challenger", "shadow", "canary", "retired")
+
+
+class RegistryError(ValueError):
+    """A registry command cannot be done; the message says why and what to do."""
+
+
+def whoami() -> str:
+    try:
+        return os.environ.get("RDV_USER") or getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def git_commit(path: Path) -> str | None:
+    """The git commit of the repository holding ``path`` (the training code), if any."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(path).resolve().parent), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def event(pipeline: str, model_id: str, version: str, action: str, role: str, flavour: str, *,
+          preference: int = 0, group: str | None = None, sha256: str | None = None, at_ms: int | None = None,
+          by: str | None = None, **meta: Any) -> dict:
+    """A ModelEvent record (see ``schemas/avro/ModelEvent.avsc``)."""
+    if role not in ROLES:
+        raise RegistryError(f"role {role!r} is not one of {ROLES}")
+    if flavour not in FLAVOURS:
+        raise RegistryError(f"flavour {flavour!r} is not one of {FLAVOURS}")
+    return {
+        "pipeline": pipeline, "model_id": model_id, "model_version": str(version), "action": action,
+        "role": role, "flavour": flavour, "preference": int(preference), "group": group,
+        "artifact_sha256": sha256, "at": int(time.time() * 1000) if at_ms is None else int(at_ms),
+        "by": by, "features": list(meta.get("features") or ()), "metrics": dict(meta.get("metrics") or {}),
+        "training_data_sha256": meta.get("training_data_sha256"), "git_commit": meta.get("git_commit"),
+        "artifact_name": meta.get("artifact_name"), "forced": bool(meta.get("forced", False)),
+        "checks": meta.get("checks"),
+    }
+
+
+def apply(state: Mapping[str, dict], record: dict) -> dict[str, dict]:
+    """The state after ``record``: the latest event of a model is its state (compaction semantics)."""
+    out = dict(state)
+    out[record["model_id"]] = record
+    return out
+
+
+def live_models(state: Mapping[str, dict]) -> list[dict]:
+    """Models that are not retired, champion first, then by preference, then id."""
+    live = [e for e in state.values() if e["role"] != "retired"]
+    return sorted(live, key=lambda e: (e["role"] != "champion", e["preference"], e["model_id"]))
+
+
+def _changed(current: dict, action: str, role: str, by: str | None, at_ms: int | None, **extra) -> dict:
+    out = dict(current, action=action, role=role, by=by, at=int(time.time() * 1000) if at_ms is None else at_ms,
+               forced=extra.pop("forced", False), checks=extra.pop("checks", None))
+    out.update(extra)
+    return out
+
+
+def _get(state: Mapping[str, dict], model_id: str) -> dict:
+    if model_id not in state:
+        known = ", ".join(sorted(state)) or "none"
+        raise RegistryError(f"model {model_id!r} is not registered in this pipeline (registered: {known}); "
+                            "`rendezvous models register` it first")
+    return state[model_id]
+
+
+def promote(state: Mapping[str, dict], model_id: str, to: str = "champion", by: str | None = None,
+            at_ms: int | None = None, **extra) -> list[dict]:
+    """Events that make ``model_id`` the champion (the old champion becomes a challenger) or a challenger."""
+    if to not in ANSWERING_ROLES:
+        raise RegistryError(f"promote --to must be one of {ANSWERING_ROLES}, not {to!r}")
+    current = _get(state, model_id)
+    if current["role"] == to:
+        raise RegistryError(f"model {model_id} is already {to}")
+    events = []
+    if to == "champion":
+        for other in state.values():
+            if other["role"] == "champion" and other["model_id"] != model_id:
+                events.append(_changed(other, "demote", "challenger", by, at_ms))
+    events.append(_changed(current, "promote", to, by, at_ms, **extra))
+    return events
+
+
+def demote(state: Mapping[str, dict], model_id: str, by: str | None = None, at_ms: int | None = None) -> list[dict]:
+    """champion -> challenger -> shadow. The last answering model cannot be demoted."""
+    current = _get(state, model_id)
+    steps = {"champion": "challenger", "challenger": "shadow"}
+    if current["role"] not in steps:
+        raise RegistryError(f"model {model_id} is {current['role']}; only a champion or challenger can be demoted "
+                            "(retire it to take it out)")
+    new_role = steps[current["role"]]
+    if new_role not in ANSWERING_ROLES:
+        _keep_an_answer(state, model_id, "demote")
+    return [_changed(current, "demote", new_role, by, at_ms)]
+
+
+def retire(state: Mapping[str, dict], model_id: str, by: str | None = None, at_ms: int | None = None,
+           force: bool = False) -> list[dict]:
+    """Take a model out: no worker hosts it, the policy forgets it; its record stays for ``list``."""
+    current = _get(state, model_id)
+    if current["role"] == "retired":
+        raise RegistryError(f"model {model_id} is already retired")
+    if not force:
+        _keep_an_answer(state, model_id, "retire")
+    return [_changed(current, "retire", "retired", by, at_ms, forced=force)]
+
+
+def _keep_an_answer(state: Mapping[str, dict], model_id: str, verb: str) -> None:
+    others = [e for e in state.values() if e["role"] in ANSWERING_ROLES and e["model_id"] != model_id]
+    if state[model_id]["role"] in ANSWERING_ROLES and not others:
+        raise RegistryError(f"cannot {verb} {model_id}: it is the last model that may answer; promote another "
+                            "model first (or pass --force to run with none)")
+
+
+class ArtifactStore:
+    """Artifacts named by their SHA-256 under ``root/blobs/``, and each version's metadata as JSON."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / "blobs" / sha256[:2] / sha256
+
+    def put(self, source: Path, expected_sha256: str | None = None) -> str:
+        """Copy ``source`` in (once); return its SHA-256. A given ``expected_sha256`` must match."""
+        source = Path(source)
+        if not source.is_file():
+            raise RegistryError(f"artifact {source} does not exist")
+        sha = sha256_of(source)
+        if expected_sha256 and sha != expected_sha256:
+            raise RegistryError(f"artifact {source} has SHA-256 {sha}, but {expected_sha256} is recorded for it; "
+                                "refusing to register bytes that changed")
+        dest = self.path(sha)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{sha}.{os.getpid()}.tmp")
+            shutil.copyfile(source, tmp)
+            if sha256_of(tmp) != sha:
+                tmp.unlink()
+                raise RegistryError(f"artifact {source} changed while it was being copied; try again")
+            os.chmod(tmp, 0o444)
+            tmp.replace(dest)
+        return sha
+
+    def record(self, record: dict) -> Path:
+        """Keep the metadata of a registered version (the history ``models show`` lists)."""
+        path = self.root / record["pipeline"] / record["model_id"] / f"{record['model_version']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, sort_keys=True))
+        return path
+
+    def versions(self, pipeline: str, model_id: str) -> list[dict]:
+        folder = self.root / pipeline / model_id
+        records = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.exists() else []
+        return sorted(records, key=lambda r: r["at"])
+
+
+def to_model_spec(record: Mapping[str, Any], store: ArtifactStore) -> ModelSpec:
+    sha = record.get("artifact_sha256")
+    return ModelSpec(
+        id=record["model_id"], flavour=record["flavour"],
+        role=record["role"] if record["role"] != "retired" else "shadow",
+        group=record.get("group") or record["model_id"], artifact=store.path(sha) if sha else None,
+        version=record["model_version"], sha256=sha, features=tuple(record.get("features") or ()),
+        preference=record.get("preference", 0),
+    )
+
+
+def live_spec(base: PipelineSpec, state: Mapping[str, dict], store: ArtifactStore) -> PipelineSpec:
+    """``base`` (deadline, policy, partitions) with the registry's live models."""
+    return replace(base, models=tuple(to_model_spec(e, store) for e in live_models(state)))
+
+
+def spec_events(spec: PipelineSpec, state: Mapping[str, dict], store: ArtifactStore, by: str | None = None) -> list[dict]:
+    """Register events for the spec's models the registry does not know yet (seeding a new pipeline)."""
+    events = []
+    for model in spec.models:
+        if model.id in state:
+            continue
+        sha = store.put(model.artifact, model.sha256) if model.artifact else None
+        record = event(spec.name, model.id, model.version, "register", model.role, model.flavour,
+                       preference=model.preference, group=model.group, sha256=sha, by=by,
+                       features=model.features, artifact_name=model.artifact.name if model.artifact else None,
+                       git_commit=git_commit(model.artifact) if model.artifact else None)
+        store.record(record)
+        events.append(record)
+    return events

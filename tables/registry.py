@@ -1,0 +1,162 @@
+"""The registry view: every worker's materialisation of the compacted ``{p}.control`` topic.
+
+A global table in the book's sense — every worker holds all of it — read with a plain
+aiokafka consumer over every partition (no consumer group: nobody shares it), first up to
+the end offsets found at start (``start`` returns then, caught up), then followed: each
+change calls ``on_change(state)`` within one fetch (~10 ms) of its publication. Writes go
+to partition 0 so that the events of one command (demote the old champion, promote the new)
+are seen in their order by everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from pipelines.registry import apply
+from schemas.codec import DecodeError, codec_for
+
+__all__ = ["RegistryView", "publish_events", "read_registry", "seed_registry"]
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[dict], Awaitable[None] | None]
+
+
+class RegistryView:
+    def __init__(self, bootstrap: str, topic: str, on_change: OnChange | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.on_change = on_change
+        self.state: dict[str, dict] = {}
+        self.applied = 0
+        self._codec = codec_for("ModelEvent")
+        self._task: asyncio.Task | None = None
+
+    async def start(self, follow: bool = True, timeout_s: float = 30.0) -> dict[str, dict]:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                         fetch_max_wait_ms=10, auto_offset_reset="earliest")
+        await self.consumer.start()
+        try:
+            partitions = await self._partitions(timeout_s)
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            self.consumer.assign(tps)
+            await self.consumer.seek_to_beginning(*tps)
+            ends = await self.consumer.end_offsets(tps)
+            todo = {tp for tp in tps if ends[tp] > 0}
+            while todo:
+                batch = await self.consumer.getmany(*todo, timeout_ms=200)
+                self._apply(batch)
+                todo = {tp for tp in todo if await self.consumer.position(tp) < ends[tp]}
+        except BaseException:
+            await self.consumer.stop()
+            raise
+        if follow:
+            self._task = asyncio.create_task(self._follow())
+        else:
+            await self.consumer.stop()
+        return self.state
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            await self.consumer.stop()
+            self._task = None
+
+    async def _partitions(self, timeout_s: float) -> set[int]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while True:
+            await self.consumer._client.force_metadata_update()  # what partitions_for_topic reads
+            found = self.consumer.partitions_for_topic(self.topic)
+            if found:
+                return found
+            if loop.time() > end:
+                raise RuntimeError(f"topic {self.topic} does not exist; start the pipeline (`rendezvous up`) first")
+            await asyncio.sleep(0.2)
+
+    def _apply(self, batch) -> bool:
+        changed = False
+        for messages in batch.values():
+            for message in messages:
+                try:
+                    record = self._codec.decode(message.value)
+                except DecodeError as exc:
+                    log.error("registry: ignoring an undecodable event at %s: %s", message.offset, exc)
+                    continue
+                if self.state.get(record["model_id"]) != record:
+                    self.state = apply(self.state, record)
+                    changed = True
+                self.applied += 1
+        return changed
+
+    async def _follow(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=500)
+            if self._apply(batch) and self.on_change is not None:
+                try:
+                    result = self.on_change(self.state)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("registry: applying a change failed; the previous models keep serving")
+
+
+async def read_registry(bootstrap: str, topic: str) -> dict[str, dict]:
+    """The registry's current state, read once."""
+    return await RegistryView(bootstrap, topic).start(follow=False)
+
+
+async def publish_events(bootstrap: str, topic: str, events: list[dict], encoding: str = "avro") -> None:
+    """Write ModelEvents (keyed by model id, in order, to partition 0) and wait until the broker has them."""
+    codec = codec_for("ModelEvent")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    try:
+        for record in events:
+            await producer.send_and_wait(topic, codec.encode_as(record, encoding), key=record["model_id"].encode(),
+                                         partition=0)
+    finally:
+        await producer.stop()
+
+
+async def seed_registry(bootstrap: str, spec, store, by: str | None = None) -> dict[str, dict]:
+    """Register the spec's models the registry does not know yet; return the registry's state.
+
+    Run by ``rendezvous up`` and by every worker at start (idempotent: a model already in the
+    registry — promoted, demoted or retired since — is left as the registry says).
+    """
+    from pipelines.registry import spec_events
+
+    topic = f"{spec.name}.control"
+    state = await read_registry(bootstrap, topic)
+    events = spec_events(spec, state, store, by)
+    if events:
+        await publish_events(bootstrap, topic, events)
+        for record in events:
+            state = apply(state, record)
+    return state
+
+
+async def live_pipeline(spec, bootstrap: str, data_dir):
+    """The pipeline as the registry says it is now (seeded from ``spec`` where it knows nothing).
+
+    Also leaves the deployment spec as run in ``DATA_DIR/<pipeline>/pipeline.yaml``, where the
+    ``models`` and ``replay`` commands find the pipeline's deadline and promotion checks.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    from pipelines.registry import ArtifactStore, live_spec, whoami
+
+    store = ArtifactStore(Path(data_dir) / "registry")
+    state = await seed_registry(bootstrap, spec, store, by=whoami())
+    folder = Path(data_dir) / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    return live_spec(spec, state, store)
