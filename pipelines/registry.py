@@ -37,7 +37,7 @@ from pipelines.flavours.base import sha256_of
 from pipelines.spec import ANSWERING_ROLES, FLAVOURS, ModelSpec, PipelineSpec
 
 __all__ = ["ArtifactStore", "RegistryError", "apply", "demote", "event", "live_models", "live_spec", "promote",
-           "retire", "to_model_spec", "whoami"]
+           "rank", "retire", "to_model_spec", "whoami"]
 
 ROLES = ("champion", "challenger", "shadow", "canary", "retired")
 
@@ -149,6 +149,15 @@ def retire(state: Mapping[str, dict], model_id: str, by: str | None = None, at_m
     if not force:
         _keep_an_answer(state, model_id, "retire")
     return [_changed(current, "retire", "retired", by, at_ms, forced=force)]
+
+
+def rank(state: Mapping[str, dict], model_id: str, preference: int, by: str | None = None,
+         at_ms: int | None = None) -> list[dict]:
+    """Change a model's preference (lower answers first, after the champion)."""
+    current = _get(state, model_id)
+    if current["role"] == "retired":
+        raise RegistryError(f"model {model_id} is retired; promote it back first")
+    return [_changed(current, "update", current["role"], by, at_ms, preference=int(preference))]
 
 
 def _keep_an_answer(state: Mapping[str, dict], model_id: str, verb: str) -> None:

@@ -66,7 +66,7 @@ def _fail(exc: Exception) -> click.ClickException:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def models() -> None:
-    """Register, list, promote, demote and retire a pipeline's models (no restart needed).
+    """Register, list, promote, demote, rank and retire a pipeline's models (no restart needed).
 
     \b
     Roles: champion (answers first), challenger (answers when the champion cannot),
@@ -323,6 +323,25 @@ def retire(model_id, pipeline, broker, data_dir, force) -> None:
         raise _fail(exc) from None
     ctx.publish(events)
     click.echo(f"{model_id} is retired")
+
+
+@models.command()
+@click.argument("model_id")
+@click.argument("preference", type=int)
+@_PIPELINE
+@_BROKER
+@_DATA
+def rank(model_id, preference, pipeline, broker, data_dir) -> None:
+    """Set MODEL_ID's PREFERENCE: among challengers, lower answers first (the champion always leads)."""
+    from pipelines.registry import rank as rank_events
+
+    ctx = Context(pipeline, broker, data_dir, "models rank")
+    try:
+        events = rank_events(ctx.state(), model_id, preference, by=whoami())
+    except RegistryError as exc:
+        raise _fail(exc) from None
+    ctx.publish(events)
+    click.echo(f"{model_id} now has preference {preference}")
 
 
 @click.command("replay")

@@ -73,6 +73,16 @@ def test_registry__demote_and_retire_keep_someone_answering():
         promote(state, "nope")
 
 
+def test_registry__rank_reorders_the_challengers_at_once():
+    from pipelines.registry import rank
+
+    state = state_of(model("a", "champion"), model("b", "challenger", 1), model("c", "challenger", 2))
+    assert live_spec_ranking(state) == ("a", "b", "c")
+    [changed] = rank(state, "c", 0, by="ann")
+    assert changed["action"] == "update" and changed["role"] == "challenger" and changed["preference"] == 0
+    assert live_spec_ranking(state_of(*state.values(), changed)) == ("a", "c", "b")
+
+
 def test_registry__retired_models_leave_the_live_spec_and_the_ranking():
     state = state_of(model("a", "champion"), model("b", "challenger", 1), model("c", "canary", 2))
     state = state_of(*state.values(), *retire(state, "a"))
