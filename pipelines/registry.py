@@ -55,8 +55,9 @@ def whoami() -> str:
 
 def git_commit(path: Path) -> str | None:
     """The git commit of the repository holding ``path`` (the training code), if any."""
+    where = Path(path).resolve()
     try:
-        out = subprocess.run(["git", "-C", str(Path(path).resolve().parent), "rev-parse", "HEAD"],
+        out = subprocess.run(["git", "-C", str(where if where.is_dir() else where.parent), "rev-parse", "HEAD"],
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -148,9 +148,8 @@ def register(model_id, artifact, pipeline, broker, data_dir, flavour, version, r
     loaded once to prove it is safe and works, then announced on PIPELINE.control.
     External models (served by a worker outside this codebase) have no ARTIFACT.
     """
-    from pipelines.flavours import load_model
     from pipelines.flavours.base import sha256_of
-    from pipelines.registry import event, git_commit, to_model_spec
+    from pipelines.registry import event, git_commit
 
     ctx = Context(pipeline, broker, data_dir, "models register")
     state = ctx.state()
@@ -176,11 +175,10 @@ def register(model_id, artifact, pipeline, broker, data_dir, flavour, version, r
         metrics=parsed, training_data_sha256=sha256_of(training_data) if training_data else None,
         git_commit=git_commit(code), artifact_name=artifact.name if artifact else None, forced=force,
     )
-    if artifact:
-        try:
-            load_model(to_model_spec(record, ctx.store))
-        except Exception as exc:
-            raise click.ClickException(f"refused: {exc}") from None
+    try:
+        _load(ctx, record)
+    except Exception as exc:
+        raise click.ClickException(f"refused: {exc}") from None
     ctx.store.record(record)
     ctx.publish([record])
     click.echo(f"registered {model_id} version {record['model_version']} as {role} in group {record['group']}"
@@ -230,7 +228,6 @@ def promote(model_id, pipeline, broker, data_dir, to, since, force) -> None:
 
 def _run_checks(ctx: Context, state: dict, model_id: str, since: str | None):
     from pipelines.checks import promotion_checks
-    from pipelines.registry import to_model_spec
 
     spec = ctx.spec()
     record = state[model_id]
@@ -239,21 +236,30 @@ def _run_checks(ctx: Context, state: dict, model_id: str, since: str | None):
     known = {c[2:] for c in archive.columns if c.startswith("f_")}
     known |= {f for e in live_models(state) if e["model_id"] != model_id for f in e.get("features") or ()}
     load_error, report = None, None
-    if record["flavour"] == "external":
-        from pipelines.replay import recorded_report
-
-        report, _ = recorded_report(model_id, record["model_version"], scores, feedback, since)
+    try:
+        model = _load(ctx, record)
+    except Exception as exc:
+        load_error = str(exc)
     else:
-        from pipelines.flavours import load_model
-        from pipelines.replay import replay
-
-        try:
-            model = load_model(to_model_spec(record, ctx.store))
-        except Exception as exc:
-            load_error = str(exc)
-        else:
-            report, _ = replay(model, archive, scores, feedback, since=since)
+        report, _ = _report(record, model, archive, scores, feedback, since)
     return promotion_checks(model_id, record.get("features") or (), spec, known, load_error, report, champion)
+
+
+def _load(ctx: Context, record: dict):
+    """The registered model, verified and loaded; ``None`` for an external one (nothing to load here)."""
+    from pipelines.flavours import load_model
+    from pipelines.registry import to_model_spec
+
+    return None if record["flavour"] == "external" else load_model(to_model_spec(record, ctx.store))
+
+
+def _report(record: dict, model, archive, scores, feedback, since: str | None, **kwargs):
+    """Replay for a loaded model; for an external one, the comparison of its recorded Scores."""
+    from pipelines.replay import recorded_report, replay
+
+    if model is None:
+        return recorded_report(record["model_id"], record["model_version"], scores, feedback, since)
+    return replay(model, archive, scores, feedback, since=since, **kwargs)
 
 
 def _traffic(ctx: Context, since: str | None):
@@ -362,9 +368,7 @@ def replay_command(pipeline, model_id, broker, data_dir, since, batch) -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from pipelines.flavours import load_model
-    from pipelines.registry import to_model_spec
-    from pipelines.replay import recorded_report, replay, save_report
+    from pipelines.replay import save_report
 
     ctx = Context(pipeline, broker, data_dir, "replay")
     state = ctx.state()
@@ -375,17 +379,14 @@ def replay_command(pipeline, model_id, broker, data_dir, since, batch) -> None:
     if archive.empty:
         raise click.ClickException(f"no archived requests in {ctx.settings.data_dir / pipeline / 'archive'}"
                                    f"{' since ' + since if since else ''}; let the pipeline serve traffic first")
-    if record["flavour"] == "external":
-        report, candidate = recorded_report(model_id, record["model_version"], scores, feedback, since)
-    else:
-        try:
-            model = load_model(to_model_spec(record, ctx.store))
-        except Exception as exc:
-            raise click.ClickException(f"cannot load {model_id}: {exc}") from None
-        with Progress(transient=True) as progress:
-            task = progress.add_task(f"replaying {len(archive)} requests through {model_id}", total=len(archive))
-            report, candidate = replay(model, archive, scores, feedback, batch=batch, since=since,
-                                       progress=lambda n: progress.advance(task, n))
+    try:
+        model = _load(ctx, record)
+    except Exception as exc:
+        raise click.ClickException(f"cannot load {model_id}: {exc}") from None
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"replaying {len(archive)} requests through {model_id}", total=len(archive))
+        report, candidate = _report(record, model, archive, scores, feedback, since, batch=batch,
+                                    progress=lambda n: progress.advance(task, n))
     table = Table(title=f"replay of {model_id} v{report.model_version}: {report.rows} requests, "
                         f"{report.errors} errors, p99 {report.latency_ms['p99']:.2f} ms per batch of {report.batch}")
     for column in ("compared with", "requests", "agreement", "accuracy", "mean p(1)", "predictions"):

@@ -136,3 +136,14 @@ def test_registry__events_round_trip_through_the_modelevent_schema():
     codec = codec_for("ModelEvent")
     for encoding in ("avro", "json"):
         assert codec.decode(codec.encode_as(record, encoding)) == record
+
+
+def test_registry__the_git_commit_of_the_training_code_is_found_from_a_folder_or_a_file(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    from pipelines.registry import git_commit
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    assert git_commit(Path(__file__).parent) == head == git_commit(Path(__file__))
+    assert git_commit(tmp_path) is None  # not a repository
