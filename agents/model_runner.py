@@ -47,6 +47,7 @@ class ModelGroup:
         self.encoding = encoding
         self._requests = codec_for("Request")
         self._batch = codec_for("ScoreBatch")
+        self._updating = asyncio.Lock()
 
     def score(self, events: Sequence[EventT]) -> dict[int, list[dict]]:
         """partition -> the Scores of every decodable request there, for every model."""
@@ -88,6 +89,10 @@ class ModelGroup:
         Returns what changed, for the log. A model whose artifact cannot be loaded keeps its
         current version (if it has one); the swap is one assignment, between micro-batches.
         """
+        async with self._updating:  # one change at a time, whoever calls
+            return await self._update(wanted, loader)
+
+    async def _update(self, wanted: Sequence[ModelSpec], loader: Callable[[ModelSpec], Model]) -> list[str]:
         current = {m.spec.id: m for m in self.models}
         models, changes = [], []
         for spec in wanted:
