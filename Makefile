@@ -28,6 +28,7 @@ kafka: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.e2e
+	$(BIN)/python -m benchmarks.swap
 
 clean:
 	rm -rf $(VENV) .cache data .pytest_cache
