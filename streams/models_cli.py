@@ -167,7 +167,8 @@ def register(model_id, artifact, pipeline, broker, data_dir, flavour, version, r
         raise click.ClickException("--metric takes NAME=NUMBER, e.g. --metric accuracy=0.93") from None
     sha = ctx.store.put(artifact) if artifact else None
     record = event(
-        pipeline, model_id, version or _next_version(ctx.store.versions(pipeline, model_id)), "register", role,
+        pipeline, model_id, version or _next_version([*ctx.store.versions(pipeline, model_id), *filter(None, [current])]),
+        "register", role,
         flavour, sha256=sha, by=whoami(),
         preference=preference if preference is not None else 1 + max((e["preference"] for e in state.values()), default=0),
         group=group or (current or champion or {}).get("group") or model_id,

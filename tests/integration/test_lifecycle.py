@@ -88,6 +88,8 @@ def test_lifecycle__stage_promote_and_retire_under_load_loses_nothing(broker, tr
             assert await client.wait_for(lambda r: len(load.ids) >= marks["retired"] + 300, 60)
             ids = await load.stop()
             missing = await all_answered(client, ids)
+            code, out = await cli(stack, "models", "rank", "lr", "7")
+            assert code == 0, out
             listing = json.loads((await cli(stack, "models", "list", "--all", "--json"))[1])
             replay = await cli(stack, "replay", "--model", "lr")
             return ids, missing, client.received, listing, replay
@@ -113,6 +115,7 @@ def test_lifecycle__stage_promote_and_retire_under_load_loses_nothing(broker, tr
     assert not late_xgb, f"xgb still scored {len(late_xgb)} requests well after its retirement"
     roles = {m["model_id"]: m["role"] for m in listing}
     assert roles == {"xgb2": "champion", "xgb": "retired", "lr": "challenger", "canary": "canary"}
+    assert next(m for m in listing if m["model_id"] == "lr")["preference"] == 7
     promoted = next(m for m in listing if m["model_id"] == "xgb2")
     assert promoted["action"] == "promote" and not promoted["forced"] and "agreement: ok" in promoted["checks"]
     print(f"\nswitch: requests {marks['promoted']}..{marks['switched']} after `promote` returned were still "
