@@ -3,7 +3,7 @@
 A global table in the book's sense — every worker holds all of it — read with a plain
 aiokafka consumer over every partition (no consumer group: nobody shares it), first up to
 the end offsets found at start (``start`` returns then, caught up), then followed: each
-change calls ``on_change(state)`` within one fetch (~10 ms) of its publication. Writes go
+change calls ``on_change(state)`` within one fetch (at most ~100 ms) of its publication. Writes go
 to partition 0 so that the events of one command (demote the old champion, promote the new)
 are seen in their order by everyone.
 """
@@ -37,8 +37,10 @@ class RegistryView:
         self._task: asyncio.Task | None = None
 
     async def start(self, follow: bool = True, timeout_s: float = 30.0) -> dict[str, dict]:
+        # 100 ms: changes are rare; a shorter wait only makes every idle worker poll the broker
+        # more often (Tansu answers an empty fetch after the full wait, Kafka too)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                         fetch_max_wait_ms=10, auto_offset_reset="earliest")
+                                         fetch_max_wait_ms=100, auto_offset_reset="earliest")
         await self.consumer.start()
         try:
             partitions = await self._partitions(timeout_s)
