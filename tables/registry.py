@@ -32,7 +32,6 @@ class RegistryView:
         self.topic = topic
         self.on_change = on_change
         self.state: dict[str, dict] = {}
-        self.applied = 0
         self._codec = codec_for("ModelEvent")
         self._task: asyncio.Task | None = None
 
@@ -93,7 +92,6 @@ class RegistryView:
                 if self.state.get(record["model_id"]) != record:
                     self.state = apply(self.state, record)
                     changed = True
-                self.applied += 1
         return changed
 
     async def _follow(self) -> None:
