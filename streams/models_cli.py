@@ -49,6 +49,15 @@ class Context:
 
         asyncio.run(publish_events(self.settings.bootstrap, self.topic, events, self.settings.encoding))
 
+    def change(self, transition, *args, **kwargs) -> list[dict]:
+        """Apply a registry transition (``pipelines.registry``) to the current state; publish its events."""
+        try:
+            events = transition(self.state(), *args, by=whoami(), **kwargs)
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+        self.publish(events)
+        return events
+
     def spec(self):
         """The deployment spec as the workers run it (written by them at start)."""
         from pipelines.spec import load_spec
@@ -58,10 +67,6 @@ class Context:
             raise click.ClickException(f"{path} does not exist: start the pipeline's workers with this data directory "
                                        "(`rendezvous up SPEC`) first")
         return load_spec(path)
-
-
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -219,11 +224,7 @@ def promote(model_id, pipeline, broker, data_dir, to, since, force) -> None:
     if failed and not force:
         raise click.ClickException(f"promotion of {model_id} blocked by {', '.join(c.name for c in failed)}; "
                                    "fix that, or pass --force (it is recorded)")
-    try:
-        events = promote_events(state, model_id, to=to, by=whoami(), forced=bool(failed), checks=summary(checks))
-    except RegistryError as exc:
-        raise _fail(exc) from None
-    ctx.publish(events)
+    ctx.change(promote_events, model_id, to=to, forced=bool(failed), checks=summary(checks))
     click.echo(f"{model_id} is now {to}" + (" (checks overridden with --force)" if failed else ""))
 
 
@@ -304,12 +305,7 @@ def demote(model_id, pipeline, broker, data_dir) -> None:
     """champion -> challenger, challenger -> shadow (still scored and compared, never returned)."""
     from pipelines.registry import demote as demote_events
 
-    ctx = Context(pipeline, broker, data_dir, "models demote")
-    try:
-        events = demote_events(ctx.state(), model_id, by=whoami())
-    except RegistryError as exc:
-        raise _fail(exc) from None
-    ctx.publish(events)
+    events = Context(pipeline, broker, data_dir, "models demote").change(demote_events, model_id)
     click.echo(f"{model_id} is now {events[-1]['role']}")
 
 
@@ -323,12 +319,7 @@ def retire(model_id, pipeline, broker, data_dir, force) -> None:
     """Take MODEL_ID out: unloaded by its group, forgotten by the policy; `list --all` still shows it."""
     from pipelines.registry import retire as retire_events
 
-    ctx = Context(pipeline, broker, data_dir, "models retire")
-    try:
-        events = retire_events(ctx.state(), model_id, by=whoami(), force=force)
-    except RegistryError as exc:
-        raise _fail(exc) from None
-    ctx.publish(events)
+    Context(pipeline, broker, data_dir, "models retire").change(retire_events, model_id, force=force)
     click.echo(f"{model_id} is retired")
 
 
@@ -342,12 +333,7 @@ def rank(model_id, preference, pipeline, broker, data_dir) -> None:
     """Set MODEL_ID's PREFERENCE: among challengers, lower answers first (the champion always leads)."""
     from pipelines.registry import rank as rank_events
 
-    ctx = Context(pipeline, broker, data_dir, "models rank")
-    try:
-        events = rank_events(ctx.state(), model_id, preference, by=whoami())
-    except RegistryError as exc:
-        raise _fail(exc) from None
-    ctx.publish(events)
+    Context(pipeline, broker, data_dir, "models rank").change(rank_events, model_id, preference)
     click.echo(f"{model_id} now has preference {preference}")
 
 

@@ -153,19 +153,24 @@ def test_lifecycle__tampered_or_unsafe_artifacts_are_refused_and_the_old_version
             unsafe = tmp_path / "unsafe.skops"
             _write_unsafe_skops(unsafe)
             code, out = await cli(stack, "models", "register", "evil", str(unsafe), "--flavour", "sklearn")
+            demoted = await cli(stack, "models", "demote", "lr")        # challenger -> shadow
+            not_demoted = await cli(stack, "models", "demote", "canary")  # a canary has no lower role
             state_after = await read_registry(stack.settings.bootstrap, f"{stack.spec.name}.control")
-            return refused, log.read_text(), after, missing, client.received, code, out, state_after
+            return (refused, log.read_text(), after, missing, client.received, code, out, state_after,
+                    demoted, not_demoted)
         finally:
             await client.__aexit__(None, None, None)
 
     with stack:
-        refused, log, after, missing, received, code, out, state = run(scenario())
+        refused, log, after, missing, received, code, out, state, demoted, not_demoted = run(scenario())
     assert refused, log[-2000:]
     assert "refusing to load it" in log and "version 1 keeps serving" in log
     assert not missing
     assert all(received.results[i]["model_id"] == "xgb" and received.results[i]["status"] == "ok" for i in after)
     assert {received.scores[i]["xgb"]["model_version"] for i in after} == {"1"}
     assert code != 0 and "untrusted types" in out and "evil" not in state
+    assert demoted[0] == 0 and state["lr"]["role"] == "shadow" and state["lr"]["action"] == "demote", demoted[1]
+    assert not_demoted[0] != 0 and "only a champion or challenger" in not_demoted[1]
 
 
 async def _wait(condition, timeout_s: float) -> bool:
