@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import DecodeError, codec_for
+from tables.results import records_until
 
 __all__ = ["read_feedback"]
 
@@ -19,20 +20,14 @@ async def read_feedback(bootstrap: str, topic: str) -> dict[str, object]:
             return {}
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        todo = {tp for tp in tps if ends[tp] > 0}
         codec, labels = codec_for("Feedback"), {}
-        while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=200)
-            for messages in batch.values():
-                for message in messages:
-                    try:
-                        record = codec.decode(message.value, message.key)
-                    except DecodeError:
-                        continue
-                    label = record["label"]
-                    labels[record["request_id"]] = int(label) if isinstance(label, bool) else label
-            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
+        async for message in records_until(consumer, await consumer.end_offsets(tps)):
+            try:
+                record = codec.decode(message.value, message.key)
+            except DecodeError:
+                continue
+            label = record["label"]
+            labels[record["request_id"]] = int(label) if isinstance(label, bool) else label
         return labels
     finally:
         await consumer.stop()

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipelines.registry import apply
 from schemas.codec import DecodeError, codec_for
+from tables.results import records_until
 
 __all__ = ["RegistryView", "publish_events", "read_registry", "seed_registry"]
 
@@ -46,12 +47,7 @@ class RegistryView:
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             self.consumer.assign(tps)
             await self.consumer.seek_to_beginning(*tps)
-            ends = await self.consumer.end_offsets(tps)
-            todo = {tp for tp in tps if ends[tp] > 0}
-            while todo:
-                batch = await self.consumer.getmany(*todo, timeout_ms=200)
-                self._apply(batch)
-                todo = {tp for tp in todo if await self.consumer.position(tp) < ends[tp]}
+            self._apply([m async for m in records_until(self.consumer, await self.consumer.end_offsets(tps))])
         except BaseException:
             await self.consumer.stop()
             raise
@@ -80,24 +76,23 @@ class RegistryView:
                 raise RuntimeError(f"topic {self.topic} does not exist; start the pipeline (`rendezvous up`) first")
             await asyncio.sleep(0.2)
 
-    def _apply(self, batch) -> bool:
+    def _apply(self, messages) -> bool:
         changed = False
-        for messages in batch.values():
-            for message in messages:
-                try:
-                    record = self._codec.decode(message.value)
-                except DecodeError as exc:
-                    log.error("registry: ignoring an undecodable event at %s: %s", message.offset, exc)
-                    continue
-                if self.state.get(record["model_id"]) != record:
-                    self.state = apply(self.state, record)
-                    changed = True
+        for message in messages:
+            try:
+                record = self._codec.decode(message.value)
+            except DecodeError as exc:
+                log.error("registry: ignoring an undecodable event at %s: %s", message.offset, exc)
+                continue
+            if self.state.get(record["model_id"]) != record:
+                self.state = apply(self.state, record)
+                changed = True
         return changed
 
     async def _follow(self) -> None:
         while True:
             batch = await self.consumer.getmany(timeout_ms=500)
-            if self._apply(batch) and self.on_change is not None:
+            if self._apply(m for messages in batch.values() for m in messages) and self.on_change is not None:
                 try:
                     result = self.on_change(self.state)
                     if asyncio.iscoroutine(result):

@@ -9,13 +9,13 @@ answered already — by itself before a restart, or by another worker before a r
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import AsyncIterator, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import DecodeError, codec_for
 
-__all__ = ["read_answered"]
+__all__ = ["read_answered", "records_until"]
 
 
 async def read_answered(bootstrap: str, topic: str, partitions: Iterable[int], window_s: float) -> dict[str, float]:
@@ -29,28 +29,29 @@ async def read_answered(bootstrap: str, topic: str, partitions: Iterable[int], w
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: int((time.time() - window_s) * 1000) for tp in tps})
-        todo = {}
         for tp in tps:
-            start = starts[tp].offset if starts.get(tp) else ends[tp]
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                todo[tp] = ends[tp]
-        return await _drain(consumer, todo)
+            consumer.seek(tp, starts[tp].offset if starts.get(tp) else ends[tp])
+        codec, answered = codec_for("Result"), {}
+        async for message in records_until(consumer, ends):
+            try:
+                answered[codec.decode(message.value)["request_id"]] = message.timestamp
+            except DecodeError:
+                continue
+        return answered
     finally:
         await consumer.stop()
 
 
-async def _drain(consumer: AIOKafkaConsumer, todo: dict) -> dict[str, float]:
-    codec = codec_for("Result")
-    answered: dict[str, float] = {}
+async def records_until(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> AsyncIterator:
+    """Every record from each partition's current position up to its end offset in ``ends``.
+
+    The one way this project reads a topic back to a point: Results here, feedback, the
+    registry at start, and the tests' diagnostics.
+    """
+    todo = {tp for tp, end in ends.items() if await consumer.position(tp) < end}
     while todo:
-        batch = await consumer.getmany(*todo, timeout_ms=500)
-        for tp, messages in batch.items():
+        batch = await consumer.getmany(*todo, timeout_ms=200)
+        for messages in batch.values():
             for message in messages:
-                try:
-                    answered[codec.decode(message.value)["request_id"]] = message.timestamp
-                except DecodeError:
-                    continue
-            if messages and messages[-1].offset + 1 >= todo[tp]:
-                del todo[tp]
-    return answered
+                yield message
+        todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}

@@ -91,6 +91,8 @@ async def _scan(bootstrap: str, topic: str, partitions: int, keys: list[str]):
     """(partition, offset) of the messages keyed by ``keys`` in ``topic``, and its end offsets."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from tables.results import records_until
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     found = {}
@@ -99,13 +101,9 @@ async def _scan(bootstrap: str, topic: str, partitions: int, keys: list[str]):
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        todo = {tp for tp in tps if ends[tp]}
-        while todo:
-            for tp, messages in (await consumer.getmany(*todo, timeout_ms=500)).items():
-                for m in messages:
-                    if m.key and m.key.decode() in keys:
-                        found[m.key.decode()] = (m.partition, m.offset)
-            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
+        async for m in records_until(consumer, ends):
+            if m.key and m.key.decode() in keys:
+                found[m.key.decode()] = (m.partition, m.offset)
     finally:
         await consumer.stop()
     return found, ends
