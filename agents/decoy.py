@@ -33,6 +33,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     archive = ParquetArchive(settings.data_dir / spec.name / "archive", settings.archive_flush_rows)
     codec = codec_for("Request")
     app.rdv_archive = archive
+    app.rdv_archive_table = table  # the feedback agent joins labels with these requests
 
     @app.agent(requests, name=f"{spec.name}-decoy")
     async def decoy(stream):

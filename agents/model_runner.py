@@ -118,7 +118,8 @@ class ModelGroup:
         return changes
 
 
-def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics, group: str) -> None:
+def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics,
+             group: str) -> tuple[ModelGroup, RegistryView]:
     members = spec.groups.get(group, ())
     if not members:
         log.warning("pipeline %s has no live model in group %r yet (groups: %s); waiting for the registry",
@@ -149,3 +150,5 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         async for events in stream.take_events(settings.batch_max, within=within_s):
             for partition, batch in runner.score(events).items():
                 await scores.send(key=None, value=runner.encode(batch), partition=partition)
+
+    return runner, view

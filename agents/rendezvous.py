@@ -20,7 +20,7 @@ from typing import Callable
 import faust
 
 from agents.dlq import dead_letter
-from pipelines.health import ModelHealth
+from pipelines.fallback import Fallback
 from pipelines.policies import Decision, policy_for
 from pipelines.registry import ArtifactStore, live_spec
 from pipelines.spec import PipelineSpec
@@ -32,6 +32,7 @@ from tables.mailboxes import (DictStore, TableStore, close_mailbox, file_score, 
 from tables.archive import ScoreArchive
 from tables.registry import RegistryView
 from tables.results import read_answered
+from tables.scorestate import ScoreBook
 
 __all__ = ["Rendezvous", "register"]
 
@@ -57,8 +58,10 @@ class Rendezvous:
         self.spec = spec
         self.mailboxes = mailboxes
         self.clock = clock
-        self.policy = policy_for(spec.policy, spec.ranking)
-        self.health = ModelHealth(miss_limit)
+        self.book = ScoreBook(spec.task, spec.fallback.window)
+        self.fallback = Fallback(spec.fallback, miss_limit)
+        self.policy = self._policy(spec)
+        self.alerts: list[dict] = []  # fallback switches to publish on {p}.alerts
         self.stats: Counter = Counter()
         self.late: Counter = Counter()
         self.answered: dict[str, float] = {}  # answered before this worker had the partition
@@ -66,10 +69,22 @@ class Rendezvous:
         self.orphan_grace_ms = orphan_grace_ms
         self._orphans: list[tuple[float, str]] = []
 
+    def _policy(self, spec: PipelineSpec):
+        return policy_for(spec.policy, spec.ranking, self.book.accuracy, spec.task, spec.fallback.min_labels)
+
+    @property
+    def canary(self) -> str | None:
+        return next((m.id for m in self.spec.models if m.role == "canary"), None)
+
     def update(self, spec: PipelineSpec) -> None:
-        """The registry changed: the policy follows the new roles and preference order at once."""
+        """The registry changed: the policy follows the new roles and preference order at once
+        (keeping what it learned: a bandit's arms are the new ranking, its rewards stay)."""
+        same = spec.policy == self.spec.policy and spec.task == self.spec.task
         self.spec = spec
-        self.policy = policy_for(spec.policy, spec.ranking)
+        if same:
+            self.policy.ranking = spec.ranking
+        else:
+            self.policy = self._policy(spec)
 
     def remember_answered(self, answered: dict[str, float]) -> None:
         """Requests that already have a Result on the results topic: never answer them again."""
@@ -88,6 +103,11 @@ class Rendezvous:
         self.stats["requests"] += 1
         open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
         box["meta"]["encoding"] = encoding
+        box["meta"]["ranking"] = list(self.policy.order(request["features"], self.fallback.set_aside))
+        aside = [f"{m} ({'; '.join(self.fallback.reasons[m].values())})" for m in self.policy.ranking
+                 if m in self.fallback.set_aside]
+        if aside:
+            box["meta"]["aside"] = aside
         out = self._decide(rid, box)
         if out:
             self.mailboxes.keep(rid, box)
@@ -98,7 +118,7 @@ class Rendezvous:
 
     def on_score(self, score: dict, partition: int) -> list[tuple]:
         rid, model_id = score["request_id"], score["model_id"]
-        self.health.seen(model_id)
+        self.alerts += self.fallback.scored(model_id, score["status"])
         box = self.mailboxes.get(rid)
         if box is None:
             box = new_mailbox(partition)
@@ -106,7 +126,11 @@ class Rendezvous:
             heapq.heappush(self._orphans, (self.clock() + self.orphan_grace_ms, rid))
         if box["done"] is not None or rid in self.answered:
             self.late[model_id] += 1
+            self.book.scored(partition, {**score, "status": "late"})
+            if box["done"] is not None:
+                file_score(box, score)  # in memory only: its feedback still counts for this model
             return []
+        self.book.scored(partition, score)
         file_score(box, score)
         self.mailboxes.keep(rid, box)
         return self._decide(rid, box) if box["opened_at"] is not None else []
@@ -142,6 +166,38 @@ class Rendezvous:
                 out += self._decide(rid, box, now)
         return out
 
+    def on_feedback(self, feedback: dict, partition: int, features: dict | None) -> tuple[dict | None, str | None]:
+        """A label for an answered request: (labelled example for online learners, or why it is refused).
+
+        Joins the label with every score the request got and the answer returned; updates the
+        score state, the policy (a bandit's delayed reward) and the fallback rule. ``features``:
+        the request as archived by the decoy (``None`` if the archive lost it).
+        """
+        rid = feedback["request_id"]
+        box = self.mailboxes.get(rid)
+        if box is None or box["opened_at"] is None:
+            self.stats["feedback_unknown"] += 1
+            return None, (f"feedback for unknown request {rid!r}: no request with this id was seen on this "
+                          f"partition in the last {self.spec.feedback_ttl_s} s (feedback_ttl_s)")
+        age_s = (self.clock() - box["opened_at"]) / 1000.0
+        if age_s > self.spec.feedback_ttl_s:
+            self.stats["feedback_expired"] += 1
+            return None, f"feedback for expired request {rid!r}: it arrived {age_s:.0f} s after the request; feedback_ttl_s is {self.spec.feedback_ttl_s}"
+        if box.get("labelled"):
+            self.stats["feedback_duplicate"] += 1
+            return None, f"feedback for request {rid!r} was already received; the first label counts"
+        box["labelled"] = True
+        self.stats["feedback"] += 1
+        label = feedback["label"]
+        rewards = self.book.labelled(partition, label, box["scores"], box.get("chosen"), self.canary)
+        ranking = box["meta"].get("ranking")
+        if ranking and box.get("chosen") and features is not None:
+            self.policy.learn(ranking, features, rewards)
+        self.alerts += self.fallback.judge(self.book.accuracy(), self.canary)
+        if features is None:
+            return None, None
+        return {"request_id": rid, "features": features, "label": label, "observed_at": feedback.get("observed_at")}, None
+
     def encoding_of(self, request_id: str, default: str) -> str:
         box = self.mailboxes.get(request_id)
         return (box and box["meta"].get("encoding")) or default
@@ -161,13 +217,16 @@ class Rendezvous:
 
     def _decide(self, rid: str, box: dict, now: float | None = None) -> list[tuple]:
         now = self.clock() if now is None else now
-        decision: Decision | None = self.policy.decide(score_views(box), box["deadline_at"], now, self.health.down)
+        decision: Decision | None = self.policy.decide(score_views(box), box["deadline_at"], now, self.fallback.down,
+                                                       box["meta"].get("ranking"))
         if decision is None:
             return []
         if decision.missing:
-            self.health.missed(decision.missing)
+            self.alerts += self.fallback.missed(decision.missing)
         self.stats[f"results_{decision.status}"] += 1
         record = result_record(rid, box, decision, self.policy.name, now)
+        if box["meta"].get("aside"):
+            record["reason"] += f"; set aside: {', '.join(box['meta']['aside'])}"
         if box["meta"].get("orphan"):
             record["reason"] = f"the request never reached the rendezvous, answered from its scores: {record['reason']}"
         close_mailbox(box, decision)

@@ -36,8 +36,8 @@ from typing import Any, Mapping
 from pipelines.flavours.base import sha256_of
 from pipelines.spec import ANSWERING_ROLES, FLAVOURS, ModelSpec, PipelineSpec
 
-__all__ = ["ArtifactStore", "RegistryError", "apply", "demote", "event", "live_models", "live_spec", "promote",
-           "rank", "retire", "to_model_spec", "whoami"]
+__all__ = ["ArtifactStore", "RegistryError", "apply", "checkpoint", "demote", "event", "live_models", "live_spec",
+           "next_version", "promote", "rank", "retire", "to_model_spec", "whoami"]
 
 ROLES = ("champion", "challenger", "shadow", "canary", "retired")
 
@@ -161,6 +161,18 @@ def rank(state: Mapping[str, dict], model_id: str, preference: int, by: str | No
     return [_changed(current, "update", current["role"], by, at_ms, preference=int(preference))]
 
 
+def next_version(version: str) -> str:
+    return str(int(version) + 1) if str(version).isdigit() else f"{version}.1"
+
+
+def checkpoint(state: Mapping[str, dict], model_id: str, sha256: str, by: str | None = None, at_ms: int | None = None,
+               metrics: Mapping[str, float] | None = None) -> list[dict]:
+    """A new version of an online learner holding what it learned (same role, group and preference)."""
+    current = _get(state, model_id)
+    return [_changed(current, "checkpoint", current["role"], by, at_ms, model_version=next_version(current["model_version"]),
+                     artifact_sha256=sha256, metrics={**(current.get("metrics") or {}), **(metrics or {})})]
+
+
 def _keep_an_answer(state: Mapping[str, dict], model_id: str, verb: str) -> None:
     others = [e for e in state.values() if e["role"] in ANSWERING_ROLES and e["model_id"] != model_id]
     if state[model_id]["role"] in ANSWERING_ROLES and not others:
@@ -197,6 +209,16 @@ class ArtifactStore:
             os.chmod(tmp, 0o444)
             tmp.replace(dest)
         return sha
+
+    def put_bytes(self, data: bytes, name: str = "artifact") -> str:
+        """Store ``data`` (a checkpoint made in memory); return its SHA-256."""
+        tmp = self.root / "incoming" / f"{name}.{os.getpid()}.{time.monotonic_ns()}"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        try:
+            return self.put(tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def record(self, record: dict) -> Path:
         """Keep the metadata of a registered version (the history ``models show`` lists)."""

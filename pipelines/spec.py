@@ -17,12 +17,15 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["ANSWERING_ROLES", "ROLES", "Checks", "ModelSpec", "PipelineSpec", "SpecError", "load_spec"]
+__all__ = ["ANSWERING_ROLES", "ROLES", "Checks", "FallbackSpec", "ModelSpec", "PipelineSpec", "PolicySpec", "SpecError",
+           "load_spec"]
 
 ROLES = ("champion", "challenger", "shadow", "canary")
 ANSWERING_ROLES = ("champion", "challenger")
 FLAVOURS = ("sklearn", "xgboost", "river", "external")
-POLICIES = ("preference",)
+POLICIES = ("preference", "vote", "best_recent", "bandit")
+BANDITS = ("epsilon_greedy", "ucb", "thompson", "linucb")
+TASKS = ("classification", "regression")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
@@ -87,13 +90,102 @@ class Checks:
 
 
 @dataclass(frozen=True)
+class PolicySpec:
+    """Spec field ``policy``: a name, or a mapping with the name and its settings.
+
+    ``preference`` (the default): the most preferred model that answered. ``vote``: weighted
+    vote (classification) or weighted average (regression) of the answering models; weights
+    from ``weights`` (model id -> number) or, when ``weights: accuracy``, their recent accuracy.
+    ``best_recent``: the answer of the model with the best recent accuracy on feedback.
+    ``bandit``: River's ``algorithm`` (epsilon_greedy | ucb | thompson | linucb, the last one
+    contextual: it picks per request from the features) learns from feedback which model to
+    answer with; ``window`` labelled requests make its memory (so it follows a drift),
+    ``epsilon`` and ``delta`` tune exploration, ``seed`` makes it repeatable.
+    """
+
+    name: str = "preference"
+    weights: Any = None
+    algorithm: str = "ucb"
+    epsilon: float = 0.1
+    delta: float = 1.0
+    window: int = 500
+    seed: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "PolicySpec":
+        if raw is None or isinstance(raw, str):
+            raw = {"name": raw or "preference"}
+        if not isinstance(raw, Mapping):
+            raise SpecError("field 'policy' must be a policy name or a mapping with 'name'")
+        unknown = set(raw) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise SpecError(f"field 'policy' has unknown keys {sorted(unknown)}")
+        name = raw.get("name", "preference")
+        if name not in POLICIES:
+            raise SpecError(f"field 'policy' is {name!r}; expected one of {POLICIES}")
+        algorithm = raw.get("algorithm", "ucb")
+        if algorithm not in BANDITS:
+            raise SpecError(f"field 'policy.algorithm' is {algorithm!r}; expected one of {BANDITS}")
+        weights = raw.get("weights")
+        if weights is not None and weights != "accuracy" and not (
+                isinstance(weights, Mapping) and all(isinstance(v, (int, float)) and v >= 0 for v in weights.values())):
+            raise SpecError("field 'policy.weights' must be 'accuracy' or a mapping of model id to a number >= 0")
+        epsilon = raw.get("epsilon", 0.1)
+        if not isinstance(epsilon, (int, float)) or not 0 <= epsilon <= 1:
+            raise SpecError(f"field 'policy.epsilon' must be a number from 0 to 1 (got {epsilon!r})")
+        return cls(name=name, weights=dict(weights) if isinstance(weights, Mapping) else weights,
+                   algorithm=algorithm, epsilon=float(epsilon), delta=float(raw.get("delta", 1.0)),
+                   window=_positive(raw.get("window", 500), "policy.window"), seed=raw.get("seed"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class FallbackSpec:
+    """Spec field ``fallback``: when a model stops being chosen, and when it comes back.
+
+    A model is set aside after ``error_limit`` errors in a row (back at its next good score),
+    after ``miss_limit`` missed deadlines in a row (back at its next score: see
+    :mod:`pipelines.health`), or when, over at least ``min_labels`` labelled requests, its recent
+    accuracy is below the canary's by more than ``accuracy_margin`` (back once it is within
+    half that margin). ``window``: labelled requests that make "recent".
+    """
+
+    error_limit: int = 3
+    accuracy_margin: float = 0.05
+    min_labels: int = 50
+    window: int = 500
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "FallbackSpec":
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise SpecError("field 'fallback' must be a mapping")
+        unknown = set(raw) - {"error_limit", "accuracy_margin", "min_labels", "window"}
+        if unknown:
+            raise SpecError(f"field 'fallback' has unknown keys {sorted(unknown)}")
+        margin = raw.get("accuracy_margin", 0.05)
+        if not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
+            raise SpecError(f"field 'fallback.accuracy_margin' must be a number from 0 to 1 (got {margin!r})")
+        return cls(error_limit=_positive(raw.get("error_limit", 3), "fallback.error_limit"),
+                   accuracy_margin=float(margin), min_labels=_positive(raw.get("min_labels", 50), "fallback.min_labels"),
+                   window=_positive(raw.get("window", 500), "fallback.window"))
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     name: str
     models: tuple[ModelSpec, ...]
     deadline_ms: int = 100
-    policy: str = "preference"
+    policy: PolicySpec = field(default_factory=PolicySpec)
     partitions: int = 4
     checks: Checks = field(default_factory=Checks)
+    fallback: FallbackSpec = field(default_factory=FallbackSpec)
+    task: str = "classification"
+    feedback_ttl_s: int = 86_400  # feedback later than this after its request is refused (DLQ)
+    checkpoint_s: int = 60        # online learners are checkpointed to the registry this often
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -130,16 +222,20 @@ class PipelineSpec:
             raise SpecError(f"field 'models': duplicate model ids in {ids}")
         if not any(m.answers for m in models):
             raise SpecError("field 'models': at least one model needs role champion or challenger")
-        policy = data.get("policy", "preference")
-        if policy not in POLICIES:
-            raise SpecError(f"field 'policy' is {policy!r}; expected one of {POLICIES}")
+        task = data.get("task", "classification")
+        if task not in TASKS:
+            raise SpecError(f"field 'task' is {task!r}; expected one of {TASKS}")
         return cls(
             name=name,
             models=models,
             deadline_ms=_positive(data.get("deadline_ms", 100), "deadline_ms"),
-            policy=policy,
+            policy=PolicySpec.from_dict(data.get("policy")),
             partitions=_positive(data.get("partitions", 4), "partitions"),
             checks=Checks.from_dict(data.get("checks")),
+            fallback=FallbackSpec.from_dict(data.get("fallback")),
+            task=task,
+            feedback_ttl_s=_positive(data.get("feedback_ttl_s", 86_400), "feedback_ttl_s"),
+            checkpoint_s=_positive(data.get("checkpoint_s", 60), "checkpoint_s"),
             source=source,
         )
 
@@ -147,9 +243,13 @@ class PipelineSpec:
         return {
             "pipeline": self.name,
             "deadline_ms": self.deadline_ms,
-            "policy": self.policy,
+            "policy": self.policy.to_dict(),
             "partitions": self.partitions,
             "checks": {k: v for k, v in vars(self.checks).items() if v is not None},
+            "fallback": vars(self.fallback),
+            "task": self.task,
+            "feedback_ttl_s": self.feedback_ttl_s,
+            "checkpoint_s": self.checkpoint_s,
             "models": [
                 {
                     "id": m.id, "version": m.version, "flavour": m.flavour, "role": m.role,

@@ -1,7 +1,8 @@
 """The Faust app factory: one app (one consumer group) per role of a pipeline.
 
-* ``core`` — decoy + rendezvous + REST, sharing one consumer of ``{p}.requests``;
-* ``group:<name>`` — a model group: its models score every request in micro-batches.
+* ``core`` — decoy + rendezvous + feedback + REST, sharing one consumer of ``{p}.requests``;
+* ``group:<name>`` — a model group: its models score every request in micro-batches, and its
+  online learners learn from ``{p}.examples``.
 """
 
 from __future__ import annotations
@@ -46,17 +47,22 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
     )
     app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
     if role == "core":
-        from agents import decoy, rendezvous
+        from agents import decoy, feedback, rendezvous
         from streams import web as web_views
 
         replies = web_views.ReplyBoard()
         decoy.register(app, spec, settings, topics)
-        rendezvous.register(app, spec, settings, topics, on_result=replies.resolve)
+        server = rendezvous.register(app, spec, settings, topics, on_result=replies.resolve)
+        feedback.register(app, spec, settings, topics, server)
         web_views.register(app, spec, settings, topics, replies)
     elif role.startswith("group:"):
         from agents import model_runner
 
-        model_runner.register(app, spec, settings, topics, group=role.split(":", 1)[1])
+        from agents import learner
+
+        group = role.split(":", 1)[1]
+        runner, view = model_runner.register(app, spec, settings, topics, group=group)
+        learner.register(app, spec, settings, topics, group, runner, view)
     else:
         raise ValueError(f"unknown role {role!r}: expected 'core' or 'group:<name>'")
     level = settings.log_level.upper()

@@ -1,4 +1,5 @@
-"""REST: ``POST /v1/{pipeline}/predict`` answers within the deadline; ``GET /v1/health``.
+"""REST: ``POST /v1/{pipeline}/predict`` answers within the deadline; ``GET /v1/health``;
+``GET /v1/{pipeline}/models`` (every model's score state).
 
 The view sends the request to ``{p}.requests`` like any producer and waits on a future that
 the rendezvous resolves when it publishes the Result (same worker: the core app owns the
@@ -55,13 +56,31 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     class Health(View):
         async def get(self, request: Request) -> Response:
             server = getattr(app, "rdv_rendezvous", None)
+            live = server.spec if server else spec
             return self.json({
-                "status": "ok", "pipeline": spec.name, "ranking": list(spec.ranking),
-                "models": [{"id": m.id, "version": m.version, "role": m.role, "group": m.group} for m in spec.models],
+                "status": "ok", "pipeline": spec.name, "ranking": list(live.ranking), "policy": live.policy.name,
+                "models": [{"id": m.id, "version": m.version, "role": m.role, "group": m.group} for m in live.models],
                 "stats": dict(server.stats) if server else {},
                 "late_scores": dict(server.late) if server else {},
-                "models_down": sorted(server.health.down) if server else [],
+                "models_down": sorted(server.fallback.down) if server else [],
+                "set_aside": server.fallback.reasons if server else {},
             })
+
+    @app.page("/v1/{pipeline}/models")
+    class Models(View):
+        """Every model's score state (feedback accuracy, latency, agreement) and why any is set aside."""
+
+        async def get(self, request: Request, pipeline: str) -> Response:
+            server = getattr(app, "rdv_rendezvous", None)
+            if pipeline != spec.name or server is None:
+                return self.json({"error": f"unknown pipeline {pipeline!r}; this server runs {spec.name!r}"}, status=404)
+            summary = server.book.summary()
+            pulls = getattr(server.policy, "pulls", dict)()
+            return self.json({"pipeline": spec.name, "policy": server.spec.policy.name, "ranking": list(server.policy.ranking),
+                              "models": [{"id": m.id, "version": m.version, "role": m.role,
+                                          "set_aside": server.fallback.reasons.get(m.id) or None,
+                                          "bandit_pulls": pulls.get(m.id), **summary.get(m.id, {})}
+                                         for m in server.spec.models]})
 
     @app.page("/v1/{pipeline}/predict")
     class Predict(View):

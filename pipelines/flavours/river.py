@@ -10,6 +10,8 @@ from __future__ import annotations
 import pickle
 from typing import Any, Mapping, Sequence
 
+from river import base, metrics, utils
+
 from pipelines.flavours.base import ArtifactError, Model, Outcome
 from pipelines.spec import ModelSpec
 
@@ -17,12 +19,46 @@ __all__ = ["RiverModel", "load", "save"]
 
 
 class RiverModel(Model):
-    """Scores row by row (River's ``predict_proba_one`` costs ~2 µs; no matrix needed)."""
+    """Scores row by row (River's ``predict_proba_one`` costs ~2 µs; no matrix needed) and learns
+    from labelled examples one at a time, in the order they come.
 
-    def __init__(self, spec: ModelSpec, model) -> None:
+    ``metric`` is River's progressive validation of the learner: every example is predicted
+    *before* it is learned (what ``river.evaluate.progressive_val_score`` does), over a rolling
+    window — Accuracy for classifiers, MAE for regressors.
+    """
+
+    def __init__(self, spec: ModelSpec, model, window: int = 500) -> None:
         super().__init__(spec)
         self.model = model
         self._proba = hasattr(model, "predict_proba_one")
+        self.classifier = isinstance(getattr(model, "_last_step", model), base.Classifier)
+        self._binary = self.classifier and not getattr(model, "_multiclass", False)
+        self.metric = utils.Rolling(metrics.Accuracy if self.classifier else metrics.MAE, window_size=window)
+        self.learned = 0
+
+    def learn(self, row: Mapping[str, Any], label: Any) -> bool:
+        """Predict, score the prediction, then ``learn_one``; False if the row lacks a feature."""
+        x = {name: row.get(name) for name in self.features} if self.features else dict(row)
+        if any(value is None or isinstance(value, str) for value in x.values()):
+            return False
+        y = self._target(label)
+        prediction = self.model.predict_one(x)
+        if prediction is not None:
+            self.metric.update(y, prediction)
+        self.model.learn_one(x, y)
+        self.learned += 1
+        return True
+
+    def _target(self, label: Any):
+        if not self.classifier:
+            return float(label)
+        if self._binary and str(label) in ("0", "1", "0.0", "1.0", "True", "False"):
+            return str(label) in ("1", "1.0", "True")  # River's binary classifiers learn True/False
+        return label
+
+    def dump(self) -> bytes:
+        """The learned state, for a checkpoint in the registry."""
+        return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
 
     def score_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
         out = []

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 from typing import AbstractSet, Mapping, Sequence
 
-from pipelines.policies.base import Decision, ScoreView
+from pipelines.policies.base import Decision, Policy, ScoreView
 
 __all__ = ["PreferenceSchedule"]
 
 
-class PreferenceSchedule:
+class PreferenceSchedule(Policy):
     """Preference schedule over ``ranking`` (model ids, most preferred first)."""
 
     name = "preference"
-
-    def __init__(self, ranking: Sequence[str]) -> None:
-        self.ranking = tuple(ranking)
+    top = "the top preference"  # how the reason names the first model of a request's ranking
 
     def decide(
         self,
@@ -35,15 +33,17 @@ class PreferenceSchedule:
         deadline_at_ms: float,
         now_ms: float,
         down: AbstractSet[str] = frozenset(),
+        ranking: Sequence[str] | None = None,
     ) -> Decision | None:
         """A decision now, or ``None`` to keep waiting.
 
         ``down`` holds models known to be down: nobody waits for them, but their
-        answer is still taken when it comes.
+        answer is still taken when it comes. ``ranking``: this request's order (default: the
+        policy's).
         """
         waiting: list[str] = []
         failed: list[str] = []
-        for model_id in self.ranking:
+        for model_id in self.ranking if ranking is None else ranking:
             score = scores.get(model_id)
             if score is None:
                 waiting.append(model_id)
@@ -61,16 +61,20 @@ class PreferenceSchedule:
     def _answer(self, score, waiting, failed, down, deadline_at_ms, now_ms) -> Decision | None:
         alive = [m for m in waiting if m not in down]
         if not alive:
-            return Decision("ok", _why(score.model_id, waiting, failed), score)
+            return Decision("ok", self._why(score.model_id, waiting, failed), score)
         if now_ms >= deadline_at_ms:
             reason = f"deadline passed; {score.model_id} was the best answer available ({', '.join(alive)} had not answered)"
             return Decision("ok", reason, score, by_deadline=True, missing=tuple(alive))
         return None
 
 
-def _why(model_id: str, down: list[str], failed: list[str]) -> str:
-    if not down and not failed:
-        return f"{model_id} is the top preference and answered"
+    def _why(self, model_id: str, down: list[str], failed: list[str]) -> str:
+        if not down and not failed:
+            return f"{model_id} is {self.top} and answered"
+        return _fallen_back(model_id, down, failed)
+
+
+def _fallen_back(model_id: str, down: list[str], failed: list[str]) -> str:
     parts = [f"failed: {', '.join(failed)}"] if failed else []
     parts += [f"down: {', '.join(down)}"] if down else []
     return f"{model_id} answered; higher-ranked models {'; '.join(parts)}"

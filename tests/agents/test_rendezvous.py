@@ -97,12 +97,12 @@ def test_rendezvous__model_down_after_missed_deadlines_is_not_waited_for(server,
         server.on_score(score(rid, "b"), 0)
     clock.now += 100
     assert len(server.due()) == 2
-    assert server.health.down == {"a"}
+    assert server.fallback.down == {"a"}
     server.on_request(request("r3"), 0)
     [(_, _, result)] = server.on_score(score("r3", "b"), 0)
-    assert "down: a" in result["reason"]
+    assert "set aside: a (missed" in result["reason"]
     server.on_score(score("r3", "a"), 0)  # a late score of a: it is back
-    assert server.health.down == set()
+    assert server.fallback.down == set()
 
 
 def test_rendezvous__recover_rearms_open_mailboxes_from_the_table(clock):

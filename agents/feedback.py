@@ -1,0 +1,93 @@
+"""Feedback: ground truth joins the request and its scores; score state, policy and fallback learn.
+
+Consumes ``{p}.feedback`` (Avro or JSON, keyed by request_id, co-partitioned with the
+requests, so the worker owning a request's mailbox receives its feedback). Each label is
+joined with the request exactly as the models saw it (the decoy's archive table) and with
+every model's recorded score and the answer returned (the request's mailbox), then
+
+* updates the per-model score state (``tables/scorestate.py``; written to its changelog-backed
+  table on a schedule),
+* gives the policy its delayed reward (a bandit learns which model to answer with),
+* lets the fallback rule compare every model's recent accuracy with the canary's,
+* publishes the labelled example to ``{p}.examples`` for online learners (``agents/learner.py``).
+
+Feedback that does not decode, or names a request that is unknown, expired or already
+labelled, goes to ``{p}.dlq`` with the reason. Fallback switches go to ``{p}.alerts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from agents.dlq import dead_letter
+from agents.rendezvous import Rendezvous
+from pipelines.spec import PipelineSpec
+from schemas.codec import DecodeError, codec_for
+from streams.settings import Settings
+from streams.topics import PipelineTopics
+from tables.scorestate import TableScoreStore
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics, server: Rendezvous) -> None:
+    feedback = app.topic(topics.feedback, key_serializer="raw", value_serializer="raw")
+    examples = app.topic(topics.examples, key_serializer="raw", value_serializer="raw")
+    alerts = app.topic(topics.alerts, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
+    table = app.Table(topics.table("scorestate"), partitions=spec.partitions)
+    store = TableScoreStore(server.book, table)
+    feedback_codec, request_codec = codec_for("Feedback"), codec_for("Request")
+    example_codec, alert_codec = codec_for("Example"), codec_for("Alert")
+
+    def features_of(request_id: str):
+        raw = app.rdv_archive_table.get(request_id.encode())
+        return request_codec.decode(raw)["features"] if raw else None
+
+    @app.agent(feedback, name=f"{spec.name}-feedback")
+    async def learn(stream):
+        async for event in stream.events():
+            message = event.message
+            try:
+                record = feedback_codec.decode(message.value, message.key)
+                example, refused = server.on_feedback(record, message.partition, features_of(record["request_id"]))
+            except DecodeError as exc:
+                await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
+                continue
+            except Exception as exc:  # never drop an event silently
+                log.exception("feedback failed on %s@%s", message.topic, message.offset)
+                await dead_letter(dlq, spec.name, event, f"{type(exc).__name__}: {exc}", "feedback")
+                continue
+            if refused:
+                await dead_letter(dlq, spec.name, event, refused, "join")
+            elif example is not None:
+                await examples.send(key=message.key, value=example_codec.encode_as(example, settings.encoding),
+                                    partition=message.partition)
+
+    @app.timer(0.5, name=f"{spec.name}-alerts")
+    async def publish_alerts():
+        pending, server.alerts = server.alerts, []
+        for alert in pending:
+            record = {"pipeline": spec.name, "at": int(time.time() * 1000), "figures": {}, **alert}
+            log.warning("alert: %s", record["reason"])
+            await alerts.send(key=(alert.get("model_id") or spec.name).encode(),
+                              value=alert_codec.encode_as(record, settings.encoding))
+
+    @app.timer(settings.score_state_flush_s, name=f"{spec.name}-scorestate-flush")
+    async def flush_score_state():
+        await store.flush()
+
+    @app.on_partitions_assigned.connect
+    async def _restore(app, assigned, **kwargs):
+        restored = store.restore()
+        if restored:
+            log.info("score state: %d rows restored from the table", restored)
+
+    @app.on_before_shutdown.connect
+    async def _final_flush(app, **kwargs):
+        await store.flush()

@@ -1,0 +1,228 @@
+"""Per-model score state: what feedback says about every model, kept in a changelog-backed table.
+
+One row per (model, partition) — Faust writes a table row to the changelog partition of the
+event that changed it, so a row keyed by model alone would be split across partitions and
+restored wrongly; ``ScoreBook.summary`` merges the partitions exactly. A row holds, over the
+last ``window`` events of each kind:
+
+* scores seen by status (ok | error | late) and their latency (quantiles in the summary);
+* labelled requests: (truth, prediction) pairs, with River's rolling metric over them —
+  ``Rolling(Accuracy)`` for classification, ``Rolling(MAE)`` for regression;
+* agreement with the canary and with the answer that was returned; how often it was chosen.
+
+Rows are JSON (never pickle: the changelog is a topic) and written on a schedule, not per
+event: after a crash the table misses at most that interval of feedback.
+
+>>> book = ScoreBook(window=3)
+>>> for truth in (1, 1, 0, 0):
+...     _ = book.labelled(0, truth, {"lr": {"prediction": 1, "status": "ok"}}, chosen="lr")
+>>> book.accuracy()["lr"]
+(0.3333333333333333, 3)
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from river import metrics, utils
+
+__all__ = ["ModelScoreState", "ScoreBook", "TableScoreStore", "correct"]
+
+
+def correct(truth: Any, prediction: Any) -> bool:
+    """A class prediction matches the label (``1``, ``1.0``, ``True`` and ``"1"`` are one class)."""
+    return _label(truth) == _label(prediction)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class ModelScoreState:
+    """One model on one partition."""
+
+    def __init__(self, task: str = "classification", window: int = 500) -> None:
+        self.task = task
+        self.window = window
+        self.status: Counter = Counter()
+        self.latency_ms: deque = deque(maxlen=window)
+        self.pairs: deque = deque(maxlen=window)   # (truth, prediction) of labelled requests
+        self.agree_canary: deque = deque(maxlen=window)
+        self.agree_answer: deque = deque(maxlen=window)
+        self.labelled = 0
+        self.chosen = 0
+        self._metric = self._new_metric()
+
+    def _new_metric(self):
+        return utils.Rolling(metrics.Accuracy if self.task == "classification" else metrics.MAE,
+                             window_size=self.window)
+
+    def scored(self, status: str, latency_ms: float) -> None:
+        self.status[status] += 1
+        if status == "ok":
+            self.latency_ms.append(float(latency_ms))
+
+    def learn(self, truth: Any, prediction: Any, canary: Any = None, answer: Any = None, chosen: bool = False) -> float:
+        """A label arrived for a request this model scored; returns its reward (1/0, or -|error|)."""
+        if self.task == "classification":
+            truth, prediction = _label(truth), _label(prediction)
+            reward = float(truth == prediction)
+        else:
+            truth, prediction = float(truth), float(prediction)
+            reward = -abs(truth - prediction)
+        self.pairs.append((truth, prediction))
+        self._metric.update(truth, prediction)
+        if canary is not None:
+            self.agree_canary.append(self._same(prediction, canary))
+        if answer is not None:
+            self.agree_answer.append(self._same(prediction, answer))
+        self.labelled += 1
+        self.chosen += bool(chosen)
+        return reward
+
+    def _same(self, a: Any, b: Any) -> bool:
+        return _label(a) == _label(b) if self.task == "classification" else abs(float(a) - float(b)) < 1e-9
+
+    @property
+    def metric(self) -> float | None:
+        return self._metric.get() if self.pairs else None
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "window": self.window, "status": dict(self.status),
+                "latency_ms": list(self.latency_ms), "pairs": [list(p) for p in self.pairs],
+                "agree_canary": [int(a) for a in self.agree_canary], "agree_answer": [int(a) for a in self.agree_answer],
+                "labelled": self.labelled, "chosen": self.chosen}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ModelScoreState":
+        state = cls(data.get("task", "classification"), data.get("window", 500))
+        state.status.update(data.get("status", {}))
+        state.latency_ms.extend(data.get("latency_ms", ()))
+        for truth, prediction in data.get("pairs", ()):
+            state.pairs.append((truth, prediction))
+            state._metric.update(truth, prediction)
+        state.agree_canary.extend(bool(a) for a in data.get("agree_canary", ()))
+        state.agree_answer.extend(bool(a) for a in data.get("agree_answer", ()))
+        state.labelled, state.chosen = data.get("labelled", 0), data.get("chosen", 0)
+        return state
+
+
+class ScoreBook:
+    """Every model's score state on the partitions this worker owns."""
+
+    def __init__(self, task: str = "classification", window: int = 500) -> None:
+        self.task = task
+        self.window = window
+        self.rows: dict[str, ModelScoreState] = {}   # "model@partition" -> state
+        self.dirty: set[str] = set()
+
+    def _row(self, model_id: str, partition: int) -> ModelScoreState:
+        key = f"{model_id}@{partition}"
+        self.dirty.add(key)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = ModelScoreState(self.task, self.window)
+        return row
+
+    def scored(self, partition: int, score: Mapping[str, Any]) -> None:
+        self._row(score["model_id"], partition).scored(score.get("status", "ok"), score.get("latency_ms") or 0.0)
+
+    def labelled(self, partition: int, truth: Any, scores: Mapping[str, Mapping[str, Any]], chosen: str | None,
+                 canary: str | None = None) -> dict[str, float]:
+        """A label for a request with these scores (model -> Score); returns each model's reward."""
+        answer = scores.get(chosen, {}).get("prediction") if chosen else None
+        reference = scores.get(canary, {}) if canary else {}
+        canary_prediction = reference.get("prediction") if reference.get("status") == "ok" else None
+        rewards = {}
+        for model_id, score in scores.items():
+            if score.get("status") != "ok" or score.get("prediction") is None:
+                continue
+            rewards[model_id] = self._row(model_id, partition).learn(
+                truth, score["prediction"], None if model_id == canary else canary_prediction, answer,
+                chosen=model_id == chosen)
+        return rewards
+
+    def accuracy(self) -> dict[str, tuple[float, int]]:
+        """model -> (recent accuracy, or minus the recent MAE for regression; labelled requests in the window)."""
+        merged: dict[str, list[float]] = {}
+        for key, row in self.rows.items():
+            if row.pairs:
+                total = merged.setdefault(key.rsplit("@", 1)[0], [0.0, 0])
+                value = row.metric if self.task == "classification" else -row.metric
+                total[0] += value * len(row.pairs)
+                total[1] += len(row.pairs)
+        return {m: (s / n, int(n)) for m, (s, n) in merged.items()}
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """model -> merged figures of every partition (what ``rendezvous models status`` prints)."""
+        by_model: dict[str, list[ModelScoreState]] = {}
+        for key, row in self.rows.items():
+            by_model.setdefault(key.rsplit("@", 1)[0], []).append(row)
+        accuracy = self.accuracy()
+        out = {}
+        for model_id, rows in sorted(by_model.items()):
+            latency = np.array([v for r in rows for v in r.latency_ms])
+            status = sum((r.status for r in rows), Counter())
+            labelled = sum(r.labelled for r in rows)
+            value, window_n = accuracy.get(model_id, (None, 0))
+            out[model_id] = {
+                "scores": sum(status.values()), "errors": status.get("error", 0), "late": status.get("late", 0),
+                "latency_p50_ms": _q(latency, 50), "latency_p99_ms": _q(latency, 99),
+                "labelled": labelled, "window": window_n,
+                ("accuracy" if self.task == "classification" else "mae"):
+                    None if value is None else (value if self.task == "classification" else -value),
+                "agreement_canary": _mean(v for r in rows for v in r.agree_canary),
+                "agreement_answer": _mean(v for r in rows for v in r.agree_answer),
+                "chosen_share": (sum(r.chosen for r in rows) / labelled) if labelled else None,
+            }
+        return out
+
+    def dump_dirty(self) -> list[tuple[str, int, bytes]]:
+        """(key, partition, JSON) of every row changed since the last call."""
+        dirty, self.dirty = self.dirty, set()
+        return [(key, int(key.rsplit("@", 1)[1]), json.dumps(self.rows[key].to_json(), separators=(",", ":")).encode())
+                for key in sorted(dirty) if key in self.rows]
+
+    def restore(self, items: Iterable[tuple[str, Any]]) -> int:
+        """Rows read back from the table (after a restart); returns how many."""
+        count = 0
+        for key, value in items:
+            data = json.loads(value) if isinstance(value, (bytes, str)) else value
+            self.rows[key] = ModelScoreState.from_json(data)
+            count += 1
+        return count
+
+
+def _q(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
+class TableScoreStore:
+    """Writes a :class:`ScoreBook`'s changed rows to a Faust table's changelog, on a schedule."""
+
+    def __init__(self, book: ScoreBook, table) -> None:
+        self.book = book
+        self.table = table
+
+    def restore(self) -> int:
+        return self.book.restore((k, v) for k, v in self.table.data.items() if k not in self.book.rows)
+
+    async def flush(self) -> int:
+        rows = self.book.dump_dirty()
+        topic = self.table.changelog_topic
+        for key, partition, value in rows:
+            await topic.send(key=key, value=value, partition=partition,
+                             key_serializer=self.table.key_serializer, value_serializer="raw")
+        return len(rows)
