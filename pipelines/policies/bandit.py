@@ -34,7 +34,9 @@ __all__ = ["Bandit"]
 
 def _river_policy(spec: PolicySpec):
     if spec.algorithm == "linucb":
-        return bandit.LinUCBDisjoint(alpha=1.0, smoothing=1.0 - 1.0 / spec.window, burn_in=10, seed=spec.seed)
+        # no burn_in: River 0.26's LinUCBDisjoint passes it on as the reward *scaler* (positional
+        # argument mix-up in its __init__), and update() then fails; its upper bound explores anyway
+        return bandit.LinUCBDisjoint(alpha=1.0, smoothing=1.0 - 1.0 / spec.window, seed=spec.seed)
     if spec.algorithm == "thompson":
         return bandit.ThompsonSampling(reward_obj=proba.Beta(), burn_in=10, seed=spec.seed)
     rolling = utils.Rolling(stats.Mean, window_size=spec.window)

@@ -1,5 +1,7 @@
 """The rendezvous role's state machine over a mailbox mapping, with an injected clock."""
 
+from dataclasses import replace
+
 import pytest
 
 from agents.rendezvous import Rendezvous
@@ -201,3 +203,79 @@ def test_rendezvous__an_orphan_with_a_long_deadline_waits_for_the_rest_of_it(clo
     assert server.due() == []                      # opened from its scores; a may still answer
     [(_, _, result)] = server.on_score(score("r1", "a"), 0)
     assert result["model_id"] == "a"
+
+
+def answered(server, rid, predictions, partition=0):
+    """Open ``rid`` and file a score per model: model -> prediction."""
+    server.on_request(request(rid), partition)
+    out = []
+    for model, prediction in predictions.items():
+        out += server.on_score(score(rid, model, prediction=prediction), partition)
+    return out
+
+
+def test_feedback__joins_scores_and_answer_and_emits_the_labelled_example(server):
+    [(_, _, result)] = answered(server, "r1", {"a": 1, "b": 0, "c": 0})[:1]
+    assert result["model_id"] == "a"
+    example, refused = server.on_feedback({"request_id": "r1", "label": 0, "observed_at": 7}, 0, {"x": 1.0})
+    assert refused is None and example == {"request_id": "r1", "features": {"x": 1.0}, "label": 0, "observed_at": 7}
+    summary = server.book.summary()
+    assert (summary["a"]["accuracy"], summary["b"]["accuracy"], summary["a"]["chosen_share"]) == (0.0, 1.0, 1.0)
+    assert summary["b"]["agreement_canary"] == 1.0 and summary["b"]["agreement_answer"] == 0.0
+
+
+def test_feedback__unknown_expired_and_duplicate_labels_are_refused_with_the_reason(server, clock):
+    assert "unknown request 'nope'" in server.on_feedback({"request_id": "nope", "label": 1}, 0, None)[1]
+    answered(server, "r1", {"a": 1})
+    assert server.on_feedback({"request_id": "r1", "label": 1}, 0, {"x": 1.0})[1] is None
+    assert "already received" in server.on_feedback({"request_id": "r1", "label": 0}, 0, {"x": 1.0})[1]
+    answered(server, "r2", {"a": 1})
+    clock.now += (SPEC.feedback_ttl_s + 1) * 1000
+    assert "expired request 'r2'" in server.on_feedback({"request_id": "r2", "label": 1}, 0, {"x": 1.0})[1]
+    assert server.stats["feedback_unknown"] == server.stats["feedback_expired"] == server.stats["feedback_duplicate"] == 1
+
+
+def test_feedback__late_scores_still_count_for_their_model(server):
+    answered(server, "r1", {"a": 1})  # a is the top preference: answered before b scored
+    server.on_score(score("r1", "b", prediction=1), 0)
+    server.on_feedback({"request_id": "r1", "label": 1}, 0, {"x": 1.0})
+    summary = server.book.summary()
+    assert summary["b"]["accuracy"] == 1.0 and summary["b"]["late"] == 1
+
+
+def test_feedback__a_model_worse_than_the_canary_is_set_aside_with_an_alert_and_comes_back(clock):
+    spec = PipelineSpec.from_dict({**SPEC.to_dict(), "fallback": {"min_labels": 20, "accuracy_margin": 0.1, "window": 40}})
+    server = Rendezvous(spec, DictStore(), clock=clock)
+    for i in range(30):  # a is always wrong, b and the canary right
+        answered(server, f"r{i}", {"a": 0, "b": 1, "c": 1})
+        server.on_feedback({"request_id": f"r{i}", "label": 1}, 0, {"x": 1.0})
+    assert [(a["kind"], a["model_id"], a["cause"]) for a in server.alerts] == [("fallback", "a", "accuracy")]
+    [(_, _, result)] = answered(server, "next", {"a": 0, "b": 1})
+    assert result["model_id"] == "b" and "set aside: a (recent accuracy" in result["reason"]
+    server.alerts.clear()
+    for i in range(40):  # a recovers
+        answered(server, f"s{i}", {"a": 1, "b": 1, "c": 1})
+        server.on_feedback({"request_id": f"s{i}", "label": 1}, 0, {"x": 1.0})
+    assert [a["kind"] for a in server.alerts] == ["recovered"] and server.fallback.set_aside == set()
+
+
+def test_feedback__the_bandit_learns_from_it_and_shifts_answers(clock):
+    spec = PipelineSpec.from_dict({**SPEC.to_dict(), "policy": {"name": "bandit", "algorithm": "epsilon_greedy",
+                                                                "epsilon": 0.05, "seed": 4}})
+    server = Rendezvous(spec, DictStore(), clock=clock)
+    chosen = []
+    for i in range(300):
+        [(_, _, result)] = answered(server, f"r{i}", {"a": 0, "b": 1, "c": 0})[:1] or [(0, 0, {"model_id": None})]
+        chosen.append(result["model_id"])
+        server.on_feedback({"request_id": f"r{i}", "label": 1}, 0, {"x": 1.0})
+    assert chosen[-100:].count("b") >= 85, chosen[-100:].count("b")
+    assert "bandit's pick" in result["reason"]
+
+
+def test_rendezvous__a_registry_change_keeps_what_the_bandit_learned(clock):
+    spec = PipelineSpec.from_dict({**SPEC.to_dict(), "policy": {"name": "bandit", "seed": 1}})
+    server = Rendezvous(spec, DictStore(), clock=clock)
+    server.policy.learn(("b", "a"), {}, {"b": 1.0})
+    before = server.policy
+    server.update(replace(spec, models=spec.models[:2]))
+    assert server.policy is before and server.policy.pulls() == {"b": 1}

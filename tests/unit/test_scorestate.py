@@ -1,0 +1,67 @@
+"""Per-model score state: River's rolling metrics, merged exactly across partitions, JSON round trip."""
+
+import json
+
+import pytest
+
+from tables.scorestate import ScoreBook, correct
+
+
+def ok(prediction, latency_ms=1.0):
+    return {"prediction": prediction, "status": "ok", "latency_ms": latency_ms}
+
+
+def test_scorestate__accuracy_agreement_and_chosen_share():
+    book = ScoreBook(window=100)
+    for truth in (1, 1, 1, 0):
+        rewards = book.labelled(0, truth, {"a": ok(1), "b": ok(truth), "canary": ok(1)}, chosen="a", canary="canary")
+    assert rewards == {"a": 0.0, "b": 1.0, "canary": 0.0}
+    summary = book.summary()
+    assert summary["a"]["accuracy"] == 0.75 and summary["b"]["accuracy"] == 1.0
+    assert summary["b"]["agreement_canary"] == 0.75 and summary["b"]["agreement_answer"] == 0.75
+    assert summary["a"]["chosen_share"] == 1.0 and summary["b"]["chosen_share"] == 0.0
+    assert summary["canary"]["agreement_canary"] is None  # not compared with itself
+
+
+def test_scorestate__partitions_merge_exactly_and_the_window_forgets():
+    book = ScoreBook(window=2)
+    book.labelled(0, 1, {"a": ok(1)}, None)
+    book.labelled(1, 1, {"a": ok(0)}, None)
+    book.labelled(1, 1, {"a": ok(0)}, None)
+    book.labelled(1, 1, {"a": ok(0)}, None)  # partition 1 keeps its last 2
+    assert book.accuracy()["a"] == (pytest.approx(1 / 3), 3)
+    assert book.summary()["a"]["labelled"] == 4
+
+
+def test_scorestate__errors_and_late_scores_are_counted_not_learned():
+    book = ScoreBook()
+    book.scored(0, {"model_id": "a", "status": "ok", "latency_ms": 2.0})
+    book.scored(0, {"model_id": "a", "status": "error", "latency_ms": 9.0})
+    book.scored(0, {"model_id": "a", "status": "late", "latency_ms": 50.0})
+    assert book.labelled(0, 1, {"a": {"status": "error", "prediction": None}}, None) == {}
+    summary = book.summary()["a"]
+    assert (summary["scores"], summary["errors"], summary["late"], summary["latency_p50_ms"]) == (3, 1, 1, 2.0)
+
+
+def test_scorestate__regression_tracks_mae_and_rewards_minus_the_error():
+    book = ScoreBook(task="regression")
+    assert book.labelled(0, 10.0, {"a": ok(7.0)}, "a") == {"a": -3.0}
+    book.labelled(0, 10.0, {"a": ok(11.0)}, "a")
+    assert book.summary()["a"]["mae"] == 2.0 and book.accuracy()["a"] == (-2.0, 2)
+
+
+def test_scorestate__rows_round_trip_through_json_as_the_changelog_holds_them():
+    book = ScoreBook(window=50)
+    for i in range(30):
+        book.labelled(i % 4, i % 2, {"a": ok(1, latency_ms=i), "c": ok(0)}, chosen="a", canary="c")
+        book.scored(i % 4, {"model_id": "a", "status": "ok", "latency_ms": float(i)})
+    rows = book.dump_dirty()
+    assert {key for key, _, _ in rows} == {f"{m}@{p}" for m in "ac" for p in range(4)} and book.dump_dirty() == []
+    restored = ScoreBook(window=50)
+    assert restored.restore((key, json.loads(value)) for key, _, value in rows) == 8
+    assert restored.summary() == book.summary()
+
+
+@pytest.mark.parametrize("truth,prediction,same", [(1, True, True), ("1", 1.0, True), (0, 1, False), ("fraud", "fraud", True)])
+def test_scorestate__labels_compare_across_types(truth, prediction, same):
+    assert correct(truth, prediction) is same
