@@ -27,16 +27,19 @@ class Received:
     duplicates: int = 0
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # request_id -> model_id -> prediction
     dlq: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
 
 
 class PipelineClient:
     """``async with PipelineClient(bootstrap, pipeline) as client: ...``"""
 
-    def __init__(self, bootstrap: str, pipeline: str, encoding: str = "avro", watch_scores: bool = False) -> None:
+    def __init__(self, bootstrap: str, pipeline: str, encoding: str = "avro", watch_scores: bool = False,
+                 watch_alerts: bool = False) -> None:
         self.bootstrap = bootstrap
         self.topics = PipelineTopics(pipeline)
         self.encoding = encoding
-        self.watch = [self.topics.results, self.topics.dlq] + ([self.topics.scores] if watch_scores else [])
+        self.watch = [self.topics.results, self.topics.dlq] + ([self.topics.scores] if watch_scores else []) + (
+            [self.topics.alerts] if watch_alerts else [])
         self.sent_at: dict[str, float] = {}
         self.received = Received()
         self._arrived = asyncio.Event()
@@ -99,6 +102,12 @@ class PipelineClient:
             on_sent(i + 1)
         return ids
 
+    async def send_feedback(self, request_id: str, label: Any, observed_at: int | None = None) -> None:
+        """Ground truth for ``request_id`` on ``{p}.feedback`` (keyed by the id: it reaches the request's worker)."""
+        record = {"request_id": request_id, "label": label, "observed_at": observed_at}
+        await self.producer.send(self.topics.feedback, codec_for("Feedback").encode_as(record, self.encoding),
+                                 key=request_id.encode())
+
     async def wait_results(self, ids: Iterable[str], timeout_s: float) -> set[str]:
         """Wait until every id has a Result (or the timeout); return the ids still missing."""
         missing = set(ids) - set(self.received.results)
@@ -145,7 +154,7 @@ class PipelineClient:
         return [(self.received.result_at[i] - self.sent_at[i]) * 1000.0 for i in ids if i in self.received.result_at]
 
     async def _collect(self) -> None:
-        results, dlq = codec_for("Result"), codec_for("DeadLetter")
+        results, dlq, alerts = codec_for("Result"), codec_for("DeadLetter"), codec_for("Alert")
         while True:
             batch = await self.consumer.getmany(timeout_ms=100)
             now = time.perf_counter()
@@ -157,6 +166,8 @@ class PipelineClient:
                         elif tp.topic == self.topics.scores:
                             for score in decode_scores(message.value, message.key):
                                 self.received.scores.setdefault(score["request_id"], {})[score["model_id"]] = score
+                        elif tp.topic == self.topics.alerts:
+                            self.received.alerts.append(alerts.decode(message.value))
                         else:
                             self.received.dlq.append(dlq.decode(message.value))
                     except DecodeError:

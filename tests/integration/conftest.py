@@ -21,10 +21,14 @@ pytestmark = pytest.mark.integration
 _counter = itertools.count()
 
 
-def make_stack(broker, trained, tmp_path, deadline_ms: int = 150, **overrides) -> Stack:
-    """A fresh pipeline (unique name: its own topics and groups) on ``broker``."""
+def make_stack(broker, trained, tmp_path, deadline_ms: int = 150, spec: dict | None = None,
+               extra_models: list[dict] = (), **overrides) -> Stack:
+    """A fresh pipeline (unique name: its own topics and groups) on ``broker``; ``spec`` overrides
+    fields of the demo spec, ``extra_models`` are added to its models."""
     directory, template = trained
     data = yaml.safe_load(template.read_text())
+    data.update(spec or {})
+    data["models"] += list(extra_models)
     data["pipeline"] = f"t{next(_counter)}-{uuid.uuid4().hex[:6]}"
     data["deadline_ms"] = deadline_ms
     for model in data["models"]:

@@ -1,0 +1,140 @@
+"""Feedback on real brokers: the join, the score state, the bandit, fallback alerts, River learning and its checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from pipelines.flavours.base import sha256_of
+from pipelines.train import AGRAWAL_FEATURES
+from tables.registry import read_registry
+from tables.results import records_until
+from tests.integration.conftest import make_stack, ready_client, rows
+
+pytestmark = pytest.mark.integration
+
+
+def river_model(directory) -> dict:
+    return {"id": "river", "version": "1", "flavour": "river", "artifact": "models/river.pkl",
+            "sha256": sha256_of(directory / "models" / "river.pkl"), "role": "challenger", "group": "linear",
+            "preference": 2, "features": list(AGRAWAL_FEATURES)}
+
+
+async def _until(condition, timeout_s: float, interval_s: float = 0.2):
+    """Await ``condition()`` (a coroutine function) until it returns something truthy."""
+    end = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await condition()
+        if value or asyncio.get_running_loop().time() > end:
+            return value
+        await asyncio.sleep(interval_s)
+
+
+async def _topic(bootstrap: str, topic: str) -> list:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        return [m async for m in records_until(consumer, await consumer.end_offsets(tps))]
+    finally:
+        await consumer.stop()
+
+
+def test_feedback__labels_reach_the_score_state_the_bandit_the_fallback_and_the_online_learner(broker, trained,
+                                                                                              tmp_path, run):
+    directory, _ = trained
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=1000, extra_models=[river_model(directory)],
+                       spec={"policy": {"name": "bandit", "algorithm": "ucb", "seed": 1}, "checkpoint_s": 2,
+                             "fallback": {"min_labels": 30, "accuracy_margin": 0.02, "window": 200}})
+
+    async def scenario():
+        client = await ready_client(stack, watch_scores=True, watch_alerts=True)
+        name, bootstrap = stack.spec.name, stack.settings.bootstrap
+        try:
+            ids = [await client.send(x) for x in rows(300, seed=5)]
+            assert not await client.wait_results(ids, timeout_s=60)
+            assert await client.wait_for(lambda r: all(len(r.scores.get(i, {})) == 4 for i in ids), 60)
+            # the truth is whatever the canary said: the canary is then the best model, and any model
+            # that disagrees with it often enough must be set aside with an alert
+            truth = {i: client.received.scores[i]["canary"]["prediction"] for i in ids}
+            for i in ids:
+                await client.send_feedback(i, truth[i])
+            await client.send_feedback("never-sent", 1)
+            await client.producer.send(f"{name}.feedback", b"\x00 not feedback", key=b"junk")
+            await client.producer.flush()
+
+            assert await client.wait_for(lambda r: len(r.dlq) >= 2, 60), client.received.dlq
+            reasons = sorted(d["reason"] for d in client.received.dlq)
+            assert any("unknown request 'never-sent'" in r for r in reasons) and len(reasons) == 2, reasons
+
+            async def models_state():
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.settings.web_port}") as http:
+                    state = (await http.get(f"/v1/{name}/models")).json()
+                by_id = {m["id"]: m for m in state["models"]}
+                return by_id if all(by_id[m].get("labelled", 0) >= 300 for m in ("xgb", "lr", "canary", "river")) else None
+
+            state = await _until(models_state, 60)
+            assert state, "the score state never counted every label"
+            assert state["canary"]["accuracy"] == 1.0
+            for model in ("xgb", "lr", "river"):
+                expected = sum(str(client.received.scores[i][model]["prediction"]) == str(truth[i]) for i in ids) / 300
+                # ~75 labels per partition: within the window of 200, so the figures are exact
+                assert state[model]["accuracy"] == pytest.approx(expected)
+                assert state[model]["agreement_canary"] == pytest.approx(expected)
+            assert sum(state[m]["bandit_pulls"] or 0 for m in ("xgb", "lr", "river")) >= 280  # each answered request's pick
+            worse = [m for m in ("xgb", "lr", "river") if state[m]["accuracy"] < 0.98]
+            assert worse, "every model agreed with the canary: the fallback was not exercised"
+            assert await client.wait_for(lambda r: {a["model_id"] for a in r.alerts if a["kind"] == "fallback"} >= set(worse), 30), \
+                client.received.alerts
+            assert all(state[m]["set_aside"] for m in worse)
+
+            examples = await _topic(bootstrap, f"{name}.examples")
+            assert len(examples) == 300  # one labelled example per accepted label, none for the refused
+
+            async def checkpointed():
+                river = (await read_registry(bootstrap, f"{name}.control"))["river"]
+                return river if river["action"] == "checkpoint" and river["metrics"].get("examples_learned", 0) > 0 else None
+
+            river = await _until(checkpointed, 30, interval_s=0.5)
+            assert river, "the River model was never checkpointed to the registry"
+            learned = 0
+            while river and learned < 300:  # checkpoints every 2 s: they may split the 300 examples
+                versions = stack_versions(stack, name)
+                learned = sum(v["metrics"].get("examples_learned", 0) for v in versions if v["action"] == "checkpoint")
+                if learned < 300:
+                    await asyncio.sleep(0.5)
+                    river = await checkpointed()
+            assert learned == 300
+
+            # a restarted group resumes from the last checkpoint: its Scores carry that version
+            last = (await read_registry(bootstrap, f"{name}.control"))["river"]["model_version"]
+            stack.stop_worker("group:linear")
+            stack.start_worker("group:linear")
+            probe = [await client.send(x) for x in rows(5, seed=6)]
+            assert await client.wait_for(lambda r: all(r.scores.get(i, {}).get("river", {}).get("model_version") == last
+                                                       for i in probe), 90), "the restarted group did not load the checkpoint"
+
+            scorestate = await _topic(bootstrap, f"rdv-{name}-core-{name}-scorestate-changelog")
+            keys = {m.key.decode().strip('"') for m in scorestate}
+            assert {f"xgb@{p}" for p in range(stack.spec.partitions)} <= keys
+            row = json.loads([m for m in scorestate if m.key.decode().strip('"').startswith("xgb@")][-1].value)
+            assert row["labelled"] > 0 and len(row["pairs"]) == min(row["labelled"], 200)
+        finally:
+            await client.__aexit__(None, None, None)
+
+    with stack:
+        run(scenario())
+
+
+def stack_versions(stack, name: str) -> list[dict]:
+    from pipelines.registry import ArtifactStore
+
+    return ArtifactStore(stack.settings.data_dir / "registry").versions(name, "river")
