@@ -29,6 +29,7 @@ kafka: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.e2e
 	$(BIN)/python -m benchmarks.swap
+	$(BIN)/python -m benchmarks.drift
 
 clean:
 	rm -rf $(VENV) .cache data .pytest_cache
