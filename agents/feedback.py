@@ -28,6 +28,8 @@ from pipelines.spec import PipelineSpec
 from schemas.codec import DecodeError, codec_for
 from streams.settings import Settings
 from streams.topics import PipelineTopics
+from pipelines.registry import promote
+from tables.registry import publish_events
 from tables.scorestate import TableScoreStore
 
 __all__ = ["register"]
@@ -77,6 +79,24 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             log.warning("alert: %s", record["reason"])
             await alerts.send(key=(alert.get("model_id") or spec.name).encode(),
                               value=alert_codec.encode_as(record, settings.encoding))
+
+    @app.timer(1.0, name=f"{spec.name}-auto-promote")
+    async def auto_promote():
+        """A shadow whose rule says it beats the champion on live feedback is promoted (and told on alerts)."""
+        while server.promotions:
+            found = server.promotions.pop(0)
+            model_id = found["model_id"]
+            current = app.rdv_registry.state.get(model_id, {})
+            if current.get("role") != "shadow":
+                continue
+            why = (f"{model_id} beat the champion {found['champion']} on live feedback: right alone "
+                   f"{found['candidate_only']} times vs {found['champion_only']} (McNemar one-sided p = "
+                   f"{found['p_value']:.4f}, rule: confidence {found['confidence']})")
+            events = promote(app.rdv_registry.state, model_id, by="auto-promote", checks=why)
+            await publish_events(settings.bootstrap, topics.control, events, settings.encoding)
+            server.alerts.append({"kind": "promoted", "model_id": model_id, "cause": "auto-promote", "reason": why,
+                                  "figures": {k: float(found[k]) for k in ("p_value", "champion_only", "candidate_only")}})
+            log.warning("auto-promote: %s", why)
 
     @app.timer(settings.score_state_flush_s, name=f"{spec.name}-scorestate-flush")
     async def flush_score_state():

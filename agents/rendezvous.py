@@ -23,6 +23,7 @@ from agents.dlq import dead_letter
 from pipelines.fallback import Fallback
 from pipelines.policies import Decision, policy_for
 from pipelines.registry import ArtifactStore, live_spec
+from pipelines.retrain import beats
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAGIC, DecodeError, codec_for, decode_scores
 from streams.settings import Settings
@@ -62,6 +63,8 @@ class Rendezvous:
         self.fallback = Fallback(spec.fallback, miss_limit)
         self.policy = self._policy(spec)
         self.alerts: list[dict] = []  # fallback switches to publish on {p}.alerts
+        self.paired: dict[tuple[str, str], list[int]] = {}  # (candidate, champion) -> [champion only right, candidate only]
+        self.promotions: list[dict] = []  # candidates that beat the champion (their auto-promotion rule)
         self.stats: Counter = Counter()
         self.late: Counter = Counter()
         self.answered: dict[str, float] = {}  # answered before this worker had the partition
@@ -194,9 +197,28 @@ class Rendezvous:
         if ranking and box.get("chosen") and features is not None:
             self.policy.learn(ranking, features, rewards)
         self.alerts += self.fallback.judge(self.book.accuracy(), self.canary)
+        self._compare_candidates(rewards)
         if features is None:
             return None, None
         return {"request_id": rid, "features": features, "label": label, "observed_at": feedback.get("observed_at")}, None
+
+    def _compare_candidates(self, rewards: dict[str, float]) -> None:
+        """Paired outcomes of shadows with an auto-promotion rule against the champion (McNemar)."""
+        champion = next((m.id for m in self.spec.models if m.role == "champion"), None)
+        if champion not in rewards:
+            return
+        for model in self.spec.models:
+            if model.auto_promote is None or model.role != "shadow" or model.id not in rewards:
+                continue
+            counts = self.paired.setdefault((model.id, champion), [0, 0])
+            mine, theirs = rewards[model.id] > 0, rewards[champion] > 0
+            if mine != theirs:
+                counts[int(mine)] += 1
+                better, p_value = beats(counts[0], counts[1], model.auto_promote)
+                if better and all(p["model_id"] != model.id for p in self.promotions):
+                    self.promotions.append({"model_id": model.id, "champion": champion, "p_value": p_value,
+                                            "champion_only": counts[0], "candidate_only": counts[1],
+                                            "confidence": model.auto_promote})
 
     def encoding_of(self, request_id: str, default: str) -> str:
         box = self.mailboxes.get(request_id)
@@ -251,6 +273,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             log.info("rendezvous: ranking is now %s (was %s)", server.policy.ranking, before)
 
     view = RegistryView(settings.bootstrap, topics.control, on_change=follow)
+    app.rdv_registry = view  # the feedback agent promotes through it
 
     @app.task
     async def registry():

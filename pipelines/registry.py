@@ -241,6 +241,7 @@ def to_model_spec(record: Mapping[str, Any], store: ArtifactStore) -> ModelSpec:
         group=record.get("group") or record["model_id"], artifact=store.path(sha) if sha else None,
         version=record["model_version"], sha256=sha, features=tuple(record.get("features") or ()),
         preference=record.get("preference", 0),
+        auto_promote=(record.get("metrics") or {}).get("auto_promote_confidence"),
     )
 
 

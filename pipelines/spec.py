@@ -44,6 +44,7 @@ class ModelSpec:
     sha256: str | None = None
     features: tuple[str, ...] = ()
     preference: int = 0
+    auto_promote: float | None = None  # confidence to beat the champion on live feedback (see pipelines.retrain)
 
     @property
     def answers(self) -> bool:

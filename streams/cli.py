@@ -157,10 +157,11 @@ def demo(n_requests: int, rate: float, deadline_ms: int, broker: str | None, dat
     sys.exit(run_demo(Settings.from_env(broker=broker, data_dir=data_dir), n_requests, rate, deadline_ms))
 
 
-from streams.models_cli import models as _models, replay_command as _replay  # noqa: E402
+from streams.models_cli import models as _models, replay_command as _replay, retrain_command as _retrain  # noqa: E402
 
 main.add_command(_models, "models")
 main.add_command(_replay, "replay")
+main.add_command(_retrain, "retrain")
 
 if __name__ == "__main__":
     main()

@@ -391,3 +391,80 @@ def replay_command(pipeline, model_id, broker, data_dir, since, batch) -> None:
     Console().print(table)
     path = save_report(report, candidate, ctx.settings.data_dir / pipeline / "replays")
     click.echo(f"saved {path} and {path.with_suffix('.csv')}")
+
+
+@click.command("retrain")
+@_PIPELINE
+@click.option("--model", "model_id", required=True, help="The scikit-learn or XGBoost model to train a new version of.")
+@_BROKER
+@_DATA
+@click.option("--as", "new_id", default=None, help="Id of the new model (default: MODEL-rN, the next free N).")
+@click.option("--holdout", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
+              help="Share of the most recent labelled requests held out to judge it against the champion.")
+@click.option("--min-rows", type=int, default=200, show_default=True, help="Labelled requests needed to train at all.")
+@click.option("--auto-promote", "confidence", type=click.FloatRange(0.5, 0.9999), default=None,
+              help="Promote it automatically once it beats the champion on live feedback with this confidence "
+                   "(McNemar's exact test), e.g. 0.95.")
+def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_rows, confidence) -> None:
+    """Train a new version of MODEL from the archive joined with feedback; register it as a shadow.
+
+    The oldest labelled requests train it with MODEL's hyperparameters, the newest --holdout
+    judge it against MODEL and the champion (table printed, figures recorded as the version's
+    metrics). As a shadow it scores live traffic without answering; promote it with
+    `rendezvous models promote`, or let --auto-promote do it when live feedback proves it better.
+    """
+    import hashlib
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.registry import event, git_commit
+    from pipelines.retrain import labelled_rows, retrain
+    from tables.archive import read_archive
+    from tables.feedback import read_feedback
+
+    ctx = Context(pipeline, broker, data_dir, "retrain")
+    state = ctx.state()
+    if model_id not in state:
+        raise click.ClickException(f"model {model_id!r} is not registered in {pipeline} (registered: {', '.join(sorted(state))})")
+    record = state[model_id]
+    champion = next((e for e in live_models(state) if e["role"] == "champion"), None)
+    archive = read_archive(ctx.settings.data_dir / pipeline / "archive")
+    feedback = asyncio.run(read_feedback(ctx.settings.bootstrap, f"{pipeline}.feedback"))
+    current = _load(ctx, record)
+    if current is None:
+        raise click.ClickException(f"{model_id} is an external model: retrain it where it is served")
+    try:
+        rows = labelled_rows(archive, feedback, list(current.features))
+        if len(rows) < min_rows:
+            raise ValueError(f"only {len(rows)} archived requests have feedback (of {len(archive)} archived, {len(feedback)} "
+                             f"labels); retraining needs --min-rows {min_rows}: send more feedback or lower --min-rows")
+        result = retrain(current, rows, holdout, ctx.spec().task,
+                         _load(ctx, champion) if champion and champion["model_id"] != model_id else None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    new_id = new_id or next(f"{model_id}-r{n}" for n in range(1, 10_000) if f"{model_id}-r{n}" not in state)
+    folder = ctx.settings.data_dir / pipeline / "retrain"
+    folder.mkdir(parents=True, exist_ok=True)
+    data_path = folder / f"{new_id}.csv"
+    data_path.write_bytes(result.training_data)
+    sha = ctx.store.put_bytes(result.artifact, new_id)
+    metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}))
+    new = event(pipeline, new_id, "1", "register", "shadow", record["flavour"], sha256=sha, by=whoami(),
+                preference=1 + max((e["preference"] for e in state.values()), default=0), group=record.get("group"),
+                features=list(current.features), metrics=metrics,
+                training_data_sha256=hashlib.sha256(result.training_data).hexdigest(), git_commit=git_commit(Path(".")),
+                artifact_name=f"{new_id}.{'skops' if record['flavour'] == 'sklearn' else 'ubj'}")
+    ctx.store.record(new)
+    ctx.publish([new])
+    table = Table(title=f"{new_id}: retrained from {model_id} on {int(metrics['rows_train'])} labelled requests, "
+                        f"judged on the newest {int(metrics['rows_holdout'])}")
+    for column in ("model", "held-out " + ("accuracy" if ctx.spec().task == "classification" else "MAE")):
+        table.add_column(column)
+    table.add_row(f"{new_id} (new)", f"{metrics['holdout']:.4f}")
+    table.add_row(f"{model_id} (current)", f"{metrics['current_holdout']:.4f}" if "current_holdout" in metrics else "-")
+    if "champion_holdout" in metrics:
+        table.add_row(f"{champion['model_id']} (champion)", f"{metrics['champion_holdout']:.4f}")
+    Console(width=120).print(table)
+    click.echo(f"registered {new_id} as a shadow in group {new['group']} (sha256 {sha[:12]}, training data {data_path})"
+               + (f"; it is promoted automatically once it beats the champion with confidence {confidence}" if confidence else ""))

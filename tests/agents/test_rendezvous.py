@@ -279,3 +279,20 @@ def test_rendezvous__a_registry_change_keeps_what_the_bandit_learned(clock):
     before = server.policy
     server.update(replace(spec, models=spec.models[:2]))
     assert server.policy is before and server.policy.pulls() == {"b": 1}
+
+
+def test_feedback__a_shadow_with_an_auto_promote_rule_is_put_forward_once_it_beats_the_champion(clock):
+    spec = PipelineSpec.from_dict({**SPEC.to_dict(), "models": [*SPEC.to_dict()["models"],
+                                                                {"id": "new", "flavour": "external", "role": "shadow"}]})
+    spec = replace(spec, models=tuple(replace(m, auto_promote=0.95) if m.id == "new" else m for m in spec.models))
+    server = Rendezvous(spec, DictStore(), clock=clock)
+    for i in range(40):  # the champion a is wrong on every fourth request, new never
+        answered(server, f"r{i}", {"a": 0 if i % 4 == 0 else 1, "new": 1})
+        server.on_feedback({"request_id": f"r{i}", "label": 1}, 0, {"x": 1.0})
+    assert server.promotions == []  # 10 discordant pairs: too few to say
+    for i in range(40, 80):
+        answered(server, f"r{i}", {"a": 0 if i % 4 == 0 else 1, "new": 1})
+        server.on_feedback({"request_id": f"r{i}", "label": 1}, 0, {"x": 1.0})
+    [found] = server.promotions
+    assert (found["model_id"], found["champion"], found["champion_only"], found["candidate_only"]) == ("new", "a", 0, 20)
+    assert found["p_value"] == pytest.approx(0.5 ** 20)

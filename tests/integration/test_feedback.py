@@ -12,7 +12,9 @@ from pipelines.flavours.base import sha256_of
 from pipelines.train import AGRAWAL_FEATURES
 from tables.registry import read_registry
 from tables.results import records_until
+from tables.archive import read_archive
 from tests.integration.conftest import make_stack, ready_client, rows
+from tests.integration.test_lifecycle import cli
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +26,11 @@ def river_model(directory) -> dict:
 
 
 async def _until(condition, timeout_s: float, interval_s: float = 0.2):
-    """Await ``condition()`` (a coroutine function) until it returns something truthy."""
+    """Call ``condition()`` (plain or async) until it returns something truthy, or the timeout."""
     end = asyncio.get_running_loop().time() + timeout_s
     while True:
-        value = await condition()
+        value = condition()
+        value = await value if asyncio.iscoroutine(value) else value
         if value or asyncio.get_running_loop().time() > end:
             return value
         await asyncio.sleep(interval_s)
@@ -52,6 +55,7 @@ def test_feedback__labels_reach_the_score_state_the_bandit_the_fallback_and_the_
                                                                                               tmp_path, run):
     directory, _ = trained
     stack = make_stack(broker, trained, tmp_path, deadline_ms=1000, extra_models=[river_model(directory)],
+                       archive_flush_s=0.5,
                        spec={"policy": {"name": "bandit", "algorithm": "ucb", "seed": 1}, "checkpoint_s": 2,
                              "fallback": {"min_labels": 30, "accuracy_margin": 0.02, "window": 200}})
 
@@ -121,6 +125,34 @@ def test_feedback__labels_reach_the_score_state_the_bandit_the_fallback_and_the_
             probe = [await client.send(x) for x in rows(5, seed=6)]
             assert await client.wait_for(lambda r: all(r.scores.get(i, {}).get("river", {}).get("model_version") == last
                                                        for i in probe), 90), "the restarted group did not load the checkpoint"
+
+            # retrain xgb on the archive joined with the feedback, with an auto-promotion rule
+            archive = stack.settings.data_dir / name / "archive"
+            assert await _until(lambda: len(read_archive(archive, features=False)) >= 300, 30)
+            code, out = await cli(stack, "retrain", "--model", "xgb", "--min-rows", "200", "--auto-promote", "0.95")
+            assert code == 0, out
+            new = (await read_registry(bootstrap, f"{name}.control"))["xgb-r1"]
+            assert new["role"] == "shadow" and new["group"] == "boosted" and new["training_data_sha256"]
+            assert new["metrics"]["rows_train"] + new["metrics"]["rows_holdout"] >= 300
+            assert 0 <= new["metrics"]["holdout"] <= 1 and new["metrics"]["auto_promote_confidence"] == 0.95
+            # it learned the canary's answers (the truth here); live feedback must prove it beats xgb, then promote it
+            promoted = False
+            for round_ in range(8):
+                more = [await client.send(x) for x in rows(150, seed=100 + round_)]
+                assert not await client.wait_results(more, timeout_s=60)
+                assert await client.wait_for(lambda r: all({"canary", "xgb-r1"} <= set(r.scores.get(i, {})) for i in more), 60)
+                for i in more:
+                    await client.send_feedback(i, client.received.scores[i]["canary"]["prediction"])
+                promoted = await client.wait_for(lambda r: any(a["kind"] == "promoted" for a in r.alerts), 5)
+                if promoted:
+                    break
+            assert promoted, f"xgb-r1 was never promoted; alerts: {client.received.alerts}"
+            [alert] = [a for a in client.received.alerts if a["kind"] == "promoted"]
+            assert alert["model_id"] == "xgb-r1" and alert["figures"]["p_value"] <= 0.05
+            assert alert["figures"]["candidate_only"] > alert["figures"]["champion_only"]
+            registry = await read_registry(bootstrap, f"{name}.control")
+            assert registry["xgb-r1"]["role"] == "champion" and registry["xgb-r1"]["by"] == "auto-promote"
+            assert registry["xgb"]["role"] == "challenger"
 
             scorestate = await _topic(bootstrap, f"rdv-{name}-core-{name}-scorestate-changelog")
             keys = {m.key.decode().strip('"') for m in scorestate}

@@ -1,0 +1,124 @@
+"""Batch retraining: a new version of a scikit-learn or XGBoost model from the archive joined with feedback.
+
+The archive (every request exactly as the models saw it) joined with ``{p}.feedback`` gives
+labelled rows in arrival order. The oldest ``1 - holdout`` train a fresh model with the current
+one's hyperparameters (scikit-learn: ``clone`` of the estimator; XGBoost: its objective, the
+depth of its trees and its number of rounds); the most recent ``holdout`` judge it against the current
+champion. The candidate is then registered as a shadow by the command (``rendezvous retrain``).
+
+:func:`beats` is the auto-promotion rule: on live feedback, a candidate replaces the champion
+only when it is right where the champion is wrong significantly more often than the reverse —
+McNemar's exact test on the requests both scored, one-sided, at the stated confidence.
+
+>>> beats(champion_only=10, candidate_only=30, confidence=0.95)[0]
+True
+>>> beats(champion_only=18, candidate_only=22, confidence=0.95)[0]
+False
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["RetrainResult", "beats", "labelled_rows", "retrain"]
+
+
+def beats(champion_only: int, candidate_only: int, confidence: float, min_discordant: int = 20) -> tuple[bool, float]:
+    """(whether the candidate is better, the p-value); ``*_only``: requests only that model got right."""
+    from scipy.stats import binomtest
+
+    n = champion_only + candidate_only
+    if n == 0:
+        return False, 1.0
+    p_value = float(binomtest(candidate_only, n, 0.5, alternative="greater").pvalue)
+    return n >= min_discordant and p_value <= 1.0 - confidence, p_value
+
+
+def labelled_rows(archive: pd.DataFrame, feedback: dict[str, Any], features: list[str]) -> pd.DataFrame:
+    """Archived requests that have a label, oldest first: the features' columns and ``label``."""
+    if archive.empty:
+        return pd.DataFrame(columns=[*features, "label"])
+    missing = [f for f in features if f"f_{f}" not in archive.columns]
+    if missing:
+        raise ValueError(f"the archive has no column for features {missing}; were these requests for this model?")
+    frame = archive[archive["request_id"].isin(feedback.keys())].sort_values("received_at")
+    out = frame[[f"f_{f}" for f in features]].set_axis(list(features), axis=1).astype(float)
+    out["label"] = frame["request_id"].map(feedback).to_numpy()
+    return out.dropna().reset_index(drop=True)
+
+
+@dataclass
+class RetrainResult:
+    artifact: bytes
+    metrics: dict[str, float]
+    training_data: bytes  # the labelled rows used, as CSV (its SHA-256 goes into the registry)
+
+
+def retrain(current, rows: pd.DataFrame, holdout: float = 0.2, task: str = "classification",
+            champion=None) -> RetrainResult:
+    """Train a new version like ``current`` (a loaded flavour model) on ``rows``; judge it on the newest ``holdout``."""
+    cut = int(len(rows) * (1 - holdout))
+    train, test = rows.iloc[:cut], rows.iloc[cut:]
+    if cut < 10 or len(test) < 10:
+        raise ValueError(f"{len(rows)} labelled rows are too few to train on and hold out {holdout:.0%}")
+    features = list(current.features)
+    X, y = train[features].to_numpy(), _targets(train["label"], task)
+    flavour = current.spec.flavour
+    if flavour == "sklearn":
+        artifact = _sklearn(current, X, y)
+    elif flavour == "xgboost":
+        artifact = _xgboost(current, X, y)
+    else:
+        raise ValueError(f"retrain trains scikit-learn and XGBoost models; {current.spec.id} is {flavour}"
+                         + (" (River models learn online from feedback)" if flavour == "river" else ""))
+    from pipelines.flavours import sklearn as sk_flavour, xgboost as xgb_flavour
+
+    loader = sk_flavour.load if flavour == "sklearn" else xgb_flavour.load
+    candidate = loader(current.spec, artifact)
+    metrics = {"rows_train": float(len(train)), "rows_holdout": float(len(test)),
+               "holdout": _metric(candidate, test, task)}
+    for name, model in (("current_holdout", current), ("champion_holdout", champion)):
+        if model is not None:
+            metrics[name] = _metric(model, test, task)
+    return RetrainResult(artifact, metrics, rows.to_csv(index=False).encode())
+
+
+def _targets(labels: pd.Series, task: str) -> np.ndarray:
+    if task == "regression":
+        return labels.astype(float).to_numpy()
+    return labels.map(lambda v: int(v) if isinstance(v, (bool, np.bool_)) else v).to_numpy()
+
+
+def _metric(model, test: pd.DataFrame, task: str) -> float:
+    """Accuracy (classification) or MAE (regression) of ``model`` on ``test``."""
+    rows = test[list(model.features)].to_dict("records")
+    predictions = [outcome.prediction for outcome in model.score_batch(rows)]
+    if task == "regression":
+        return float(np.mean([abs(float(p) - float(t)) for p, t in zip(predictions, test["label"])]))
+    return float(np.mean([str(p) == str(t) for p, t in zip(predictions, _targets(test["label"], task))]))
+
+
+def _sklearn(current, X, y) -> bytes:
+    import skops.io as sio
+    from sklearn.base import clone
+
+    return sio.dumps(clone(current.estimator).fit(X, y))
+
+
+def _xgboost(current, X, y) -> bytes:
+    """Same objective, depth of its deepest tree and number of rounds: an XGBoost model file keeps
+    no training parameters (a loaded booster's config shows the defaults), so that is what it tells."""
+    import xgboost as xgb
+
+    booster = current.booster
+    objective = booster.attr("objective") or json.loads(booster.save_config())["learner"]["objective"]["name"]
+    depth = max((len(line) - len(line.lstrip("\t")) for tree in booster.get_dump() for line in tree.splitlines()
+                 if "leaf=" in line), default=6)
+    params = {"objective": objective, "max_depth": max(depth, 1), "nthread": 2}
+    trained = xgb.train(params, xgb.DMatrix(X, label=y), num_boost_round=booster.num_boosted_rounds())
+    return bytes(trained.save_raw("ubj"))
