@@ -185,7 +185,7 @@ class PipelineSpec:
     checks: Checks = field(default_factory=Checks)
     fallback: FallbackSpec = field(default_factory=FallbackSpec)
     task: str = "classification"
-    feedback_ttl_s: int = 86_400  # feedback later than this after its request is refused (DLQ)
+    feedback_ttl_s: int = 600     # feedback later than this after its request is refused (DLQ)
     checkpoint_s: int = 60        # online learners are checkpointed to the registry this often
     source: Path | None = field(default=None, compare=False)
 
@@ -235,7 +235,7 @@ class PipelineSpec:
             checks=Checks.from_dict(data.get("checks")),
             fallback=FallbackSpec.from_dict(data.get("fallback")),
             task=task,
-            feedback_ttl_s=_positive(data.get("feedback_ttl_s", 86_400), "feedback_ttl_s"),
+            feedback_ttl_s=_positive(data.get("feedback_ttl_s", 600), "feedback_ttl_s"),
             checkpoint_s=_positive(data.get("checkpoint_s", 60), "checkpoint_s"),
             source=source,
         )
