@@ -102,11 +102,15 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def flush_score_state():
         await store.flush()
 
-    @app.on_partitions_assigned.connect
-    async def _restore(app, assigned, **kwargs):
-        restored = store.restore()
-        if restored:
-            log.info("score state: %d rows restored from the table", restored)
+    @app.timer(1.0, name=f"{spec.name}-scorestate-restore")
+    async def restore():
+        # after Faust recovered the table from its changelog (it does so after every assignment)
+        if not app.in_recovery and not app.rebalancing:
+            restored = store.restore()
+            if restored:
+                warmed = server.policy.warm(server.book.rewards())
+                log.info("score state: %d rows restored from the table; the policy started from %d rewards",
+                         restored, warmed)
 
     @app.on_before_shutdown.connect
     async def _final_flush(app, **kwargs):

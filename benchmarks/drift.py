@@ -1,7 +1,7 @@
 """Proof on drifting data: an abrupt concept drift, delayed labels, and who answers afterwards.
 
-    python -m benchmarks.drift                 # every policy, writes BENCHMARKS.md
-    python -m benchmarks.drift --policies ucb,preference --requests 8000 --drift-at 3000 --label-delay 200
+    python -m benchmarks.drift                 # every policy in-process, ucb on both brokers; writes BENCHMARKS.md
+    python -m benchmarks.drift --policies ucb,preference --brokers '' --requests 8000 --drift-at 3000 --label-delay 200
 
 River's Agrawal loan stream switches its classification function (2 → 0) at ``--drift-at``
 (``ConceptDriftStream``, as abrupt as River allows: see :func:`drift_width`). Three real models answer every request:
@@ -61,6 +61,7 @@ class DriftRun:
     learner_right: list = field(default_factory=list)
     xgb_right: list = field(default_factory=list)
     alerts: list = field(default_factory=list)
+    rate: float = 100.0  # requests per second (the injected clock's, or the client's)
 
     def accuracy(self, start: int, stop: int, series: str = "right") -> float:
         return float(np.mean(getattr(self, series)[start:stop]))
@@ -180,6 +181,88 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     return run
 
 
+def run_on_broker(kind: str, policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
+                  rate: float = 200.0, seed: int = 7, artifacts: dict | None = None, workdir: Path | None = None,
+                  log=print) -> DriftRun:
+    """The same scenario through the real thing: broker, core worker, two model-group workers
+    (xgb + canary; the River learner, learning from ``{p}.examples`` and checkpointing), requests
+    at ``rate`` per second from a client, each label sent ``label_delay`` requests later."""
+    import asyncio
+    import hashlib
+    import tempfile
+    from dataclasses import replace
+
+    import yaml
+
+    from pipelines.spec import load_spec
+    from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+    from streams.settings import Settings
+    from streams.stack import Stack
+
+    artifacts = artifacts or train_models()
+    with tempfile.TemporaryDirectory(prefix="rdv-drift-") as tmp:
+        folder = Path(workdir or tmp)
+        files = {"xgb": "xgb.ubj", "learner": "learner.pkl", "canary": "canary.skops"}
+        data = _spec(POLICIES[policy], artifacts).to_dict()
+        data.update(pipeline=f"drift-{kind}-{policy}".replace("_", "-"), checkpoint_s=30)
+        for model in data["models"]:
+            (folder / files[model["id"]]).write_bytes(artifacts[model["id"]])
+            model.update(artifact=files[model["id"]], group="online" if model["id"] == "learner" else "boosted",
+                         sha256=hashlib.sha256(artifacts[model["id"]]).hexdigest())
+        (folder / "drift.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        spec = load_spec(folder / "drift.yaml")
+        broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=folder / "kafka")).start()
+        try:
+            settings = replace(Settings.from_env(), broker=broker.url, data_dir=folder / "data", web_port=free_port())
+            with Stack(spec, settings) as stack:
+                run = asyncio.run(_stream_on(stack, requests, drift_at, label_delay, rate, seed, log))
+        finally:
+            broker.stop()
+    run.policy = f"{policy} on {kind}"
+    return run
+
+
+async def _stream_on(stack, requests: int, drift_at: int, label_delay: int, rate: float, seed: int, log) -> DriftRun:
+    import asyncio
+
+    from river.datasets import synth
+
+    from streams.client import PipelineClient
+
+    settings = stack.settings
+    stream = synth.ConceptDriftStream(synth.Agrawal(classification_function=2, seed=seed),
+                                      synth.Agrawal(classification_function=0, seed=seed + 1),
+                                      position=drift_at, width=drift_width(requests, drift_at), seed=seed)
+    pairs = [({k: float(x[k]) for k in FEATURES}, int(y)) for x, y in itertools.islice(stream, requests)]
+    async with PipelineClient(settings.bootstrap, stack.spec.name, settings.encoding, watch_scores=True,
+                              watch_alerts=True) as client:
+        await stack.wait_ready(client)
+        ids, start = [], time.perf_counter()
+        for i, (features, label) in enumerate(pairs):
+            pause = start + i / rate - time.perf_counter()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            ids.append(await client.send(features, request_id=f"r{i}"))
+            if i >= label_delay:
+                await client.send_feedback(f"r{i - label_delay}", pairs[i - label_delay][1])
+            if i % 1000 == 999:
+                log(f"{stack.spec.name}: {i + 1:,} requests sent")
+        missing = await client.wait_results(ids, timeout_s=120)
+        if missing:
+            raise RuntimeError(f"{len(missing)} requests got no Result")
+        await client.wait_for(lambda r: all({"xgb", "learner"} <= set(r.scores.get(i, {})) for i in ids), 60)
+        run = DriftRun("", drift_at, label_delay)
+        received = client.received
+        for rid, (_, label) in zip(ids, pairs):
+            result, scores = received.results[rid], received.scores.get(rid, {})
+            run.chosen.append(result["model_id"])
+            run.right.append(str(result["prediction"]) == str(label))
+            run.learner_right.append(str(scores.get("learner", {}).get("prediction")) == str(label))
+            run.xgb_right.append(str(scores.get("xgb", {}).get("prediction")) == str(label))
+        run.alerts = [(-1, a["kind"], a["model_id"], a["cause"]) for a in received.alerts]
+        return run
+
+
 def render(runs: list[DriftRun], command: str) -> str:
     from benchmarks.e2e import _commit, _machine
 
@@ -188,8 +271,10 @@ def render(runs: list[DriftRun], command: str) -> str:
              f"- machine: {_machine()}", f"- git commit: `{_commit()}`", f"- command: `{command}`",
              f"- River Agrawal, function 2 → 0 at request {r0.drift_at:,} of {len(r0.chosen):,} (`ConceptDriftStream` width "
              f"{drift_width(len(r0.chosen), r0.drift_at)}: the narrowest River computes without overflow); labels "
-             f"{r0.label_delay} requests late; 100 requests/s on an injected clock (in-process rendezvous, no broker: "
-             "the same loop on real brokers is `tests/integration/test_feedback.py`)",
+             f"{r0.label_delay} requests late. Rows without a broker: the real rendezvous in-process, 100 requests/s "
+             "on an injected clock (deterministic); rows *on embedded/kafka*: the whole pipeline (core, xgb+canary "
+             "group, River learner group learning from `{p}.examples`) on a real broker, requests at the rate given, "
+             "recovery seconds at that rate",
              "- accuracy of the answers returned; *shift*: labels of post-drift requests received before the learner "
              "gave most answers (rolling 200); *recovery*: requests after the drift until the answers' rolling "
              "accuracy was within 5 points of before", "",
@@ -198,10 +283,11 @@ def render(runs: list[DriftRun], command: str) -> str:
     for r in runs:
         d, n = r.drift_at, len(r.chosen)
         shift, recovery = r.labels_until_shift(), r.recovery_requests()
-        alerts = "; ".join(f"{kind} {model} ({cause}) at {i:,}" for i, kind, model, cause in r.alerts[:3]) or "-"
+        alerts = "; ".join(f"{kind} {model} ({cause})" + (f" at {i:,}" if i >= 0 else "")
+                           for i, kind, model, cause in r.alerts[:3]) or "-"
         lines.append(
             f"| {r.policy} | {r.accuracy(d - 1000, d):.3f} | {r.accuracy(d, d + 1000):.3f} | {r.accuracy(n - 1000, n):.3f} | "
-            f"{'never' if shift is None else f'{shift:,}'} | {'never' if recovery is None else f'{recovery:,} / {recovery / 100:.0f}'} | "
+            f"{'never' if shift is None else f'{shift:,}'} | {'never' if recovery is None else f'{recovery:,} / {recovery / r.rate:.0f}'} | "
             f"{r.accuracy(d - 1000, d, 'learner_right'):.3f} → {r.accuracy(n - 1000, n, 'learner_right'):.3f} | "
             f"{r.accuracy(n - 1000, n, 'xgb_right'):.3f} | {alerts} |")
     lines += ["", END]
@@ -216,6 +302,10 @@ def main(argv=None) -> None:
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--drift-at", type=int, default=3000)
     parser.add_argument("--label-delay", type=int, default=200)
+    parser.add_argument("--brokers", default="embedded,kafka",
+                        help="also run the whole pipeline on these real brokers (embedded, kafka; '' for none)")
+    parser.add_argument("--broker-policy", default="ucb", help="the policy of the runs on real brokers")
+    parser.add_argument("--rate", type=float, default=200.0, help="requests/s of the runs on real brokers")
     parser.add_argument("--out", type=Path, default=e2e.ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     artifacts = train_models()
@@ -224,6 +314,11 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         runs.append(run_drift(name, args.requests, args.drift_at, args.label_delay, artifacts=artifacts))
         print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    for kind in filter(None, args.brokers.split(",")):
+        run = run_on_broker(kind, args.broker_policy, args.requests, args.drift_at, args.label_delay, args.rate,
+                            artifacts=artifacts, log=lambda line: print(line, file=sys.stderr))
+        run.rate = args.rate
+        runs.append(run)
     text = render(runs, "python -m benchmarks.drift " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(text)
     e2e.write(args.out, text, START, END)

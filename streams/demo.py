@@ -44,7 +44,8 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int)
 
 
 async def _stream(stack: Stack, spec, n: int, rate: float, console: Console) -> Table:
-    rows = [x for x, _ in agrawal_rows(n, seed=2024)]
+    data = list(agrawal_rows(n, seed=2024))
+    rows = [x for x, _ in data]
     async with PipelineClient(stack.settings.bootstrap, spec.name, stack.settings.encoding, watch_scores=True) as client:
         await stack.wait_ready(client)
         client.sent_at.clear(), client.received.results.clear()
@@ -53,11 +54,30 @@ async def _stream(stack: Stack, spec, n: int, rate: float, console: Console) -> 
             task = progress.add_task("requests", total=n)
             ids = await client.run_load(rows, rate, on_sent=lambda i: progress.update(task, completed=i))
         missing = await client.wait_results(ids, timeout_s=10 + spec.deadline_ms / 1000)
-        await asyncio.sleep(0)  # let the collector file what already arrived
-        return _summary(spec, client, ids, missing, rate)
+        with console.status("sending the ground truth as feedback …"):
+            answered = [(rid, label) for rid, (_, label) in zip(ids, data) if rid in client.received.results]
+            for rid, label in answered:
+                await client.send_feedback(rid, label)
+            state = await _score_state(stack, spec, len(answered))
+        return _summary(spec, client, ids, missing, rate, state)
 
 
-def _summary(spec, client: PipelineClient, ids: list[str], missing: set[str], rate: float) -> Table:
+async def _score_state(stack: Stack, spec, labelled: int, timeout_s: float = 30.0) -> dict:
+    """The core's score state once it counted every label (``GET /v1/{pipeline}/models``)."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{stack.settings.web_port}/v1/{spec.name}/models"
+    end = asyncio.get_running_loop().time() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(url) as response:
+                models = {m["id"]: m for m in (await response.json())["models"]}
+            if all(m.get("labelled", 0) >= labelled for m in models.values()) or asyncio.get_running_loop().time() > end:
+                return models
+            await asyncio.sleep(0.2)
+
+
+def _summary(spec, client: PipelineClient, ids: list[str], missing: set[str], rate: float, state: dict) -> Table:
     results = [client.received.results[i] for i in ids if i in client.received.results]
     statuses = Counter(r["status"] for r in results)
     latencies = client.latencies_ms(ids)
@@ -79,8 +99,10 @@ def _summary(spec, client: PipelineClient, ids: list[str], missing: set[str], ra
         agree = [s[model.id]["prediction"] == s["canary"]["prediction"]
                  for s in (scores.get(i, {}) for i in ids) if model.id in s and "canary" in s]
         share = f"{100 * sum(agree) / len(agree):.1f}%" if agree else "n/a"
+        accuracy = state.get(model.id, {}).get("accuracy")
         table.add_row(f"answers by {model.id} ({model.role})",
-                      f"{answered_by[model.id]:,}  ·  agrees with canary {share}")
+                      f"{answered_by[model.id]:,}  ·  agrees with canary {share}  ·  recent accuracy on feedback "
+                      + (f"{100 * accuracy:.1f}%" if accuracy is not None else "n/a"))
     table.add_row("median rendezvous wait (mailbox open → answer)", f"{statistics.median(r['latency_ms'] for r in results):.1f} ms"
                   if results else "n/a")
     return table

@@ -90,6 +90,25 @@ class ModelScoreState:
     def _same(self, a: Any, b: Any) -> bool:
         return _label(a) == _label(b) if self.task == "classification" else abs(float(a) - float(b)) < 1e-9
 
+    def then(self, newer: "ModelScoreState") -> "ModelScoreState":
+        """This (older, restored) state followed by ``newer`` (built since the restart)."""
+        self.status.update(newer.status)
+        self.latency_ms.extend(newer.latency_ms)
+        for truth, prediction in newer.pairs:
+            self.pairs.append((truth, prediction))
+            self._metric.update(truth, prediction)
+        self.agree_canary.extend(newer.agree_canary)
+        self.agree_answer.extend(newer.agree_answer)
+        self.labelled += newer.labelled
+        self.chosen += newer.chosen
+        return self
+
+    def rewards(self) -> list[float]:
+        """The reward of every labelled request in the window, oldest first (as :meth:`learn` gave them)."""
+        if self.task == "classification":
+            return [float(t == p) for t, p in self.pairs]
+        return [-abs(float(t) - float(p)) for t, p in self.pairs]
+
     @property
     def metric(self) -> float | None:
         return self._metric.get() if self.pairs else None
@@ -191,13 +210,21 @@ class ScoreBook:
                 for key in sorted(dirty) if key in self.rows]
 
     def restore(self, items: Iterable[tuple[str, Any]]) -> int:
-        """Rows read back from the table (after a restart); returns how many."""
+        """Rows read back from the table (after a restart), merged before what was built since; how many."""
         count = 0
         for key, value in items:
             data = json.loads(value) if isinstance(value, (bytes, str)) else value
-            self.rows[key] = ModelScoreState.from_json(data)
+            restored = ModelScoreState.from_json(data)
+            self.rows[key] = restored.then(self.rows[key]) if key in self.rows else restored
             count += 1
         return count
+
+    def rewards(self) -> dict[str, list[float]]:
+        """model -> the rewards of its labelled requests in the window (every partition here)."""
+        out: dict[str, list[float]] = {}
+        for key, row in self.rows.items():
+            out.setdefault(key.rsplit("@", 1)[0], []).extend(row.rewards())
+        return out
 
 
 def _q(values: np.ndarray, q: float) -> float | None:
@@ -215,9 +242,13 @@ class TableScoreStore:
     def __init__(self, book: ScoreBook, table) -> None:
         self.book = book
         self.table = table
+        self.restored: set[str] = set()
 
     def restore(self) -> int:
-        return self.book.restore((k, v) for k, v in self.table.data.items() if k not in self.book.rows)
+        """Merge rows the table recovered from its changelog that were not merged yet."""
+        fresh = [(k, v) for k, v in list(self.table.data.items()) if k not in self.restored]
+        self.restored.update(k for k, _ in fresh)
+        return self.book.restore(fresh)
 
     async def flush(self) -> int:
         rows = self.book.dump_dirty()

@@ -9,7 +9,11 @@ next model's answer is returned. When the request's feedback arrives the pick's 
 it was right, 0 if not; minus the absolute error for regression) updates the bandit.
 
 Rewards are kept over a rolling window of ``window`` pulls per model (River's
-``utils.Rolling``), so after a concept drift old successes are forgotten.
+``utils.Rolling``), so after a concept drift old successes are forgotten — except for
+``thompson``: River clones its Beta posterior per arm in a way that drops a rolling wrapper, so
+it remembers every pull and follows a drift more slowly (see BENCHMARKS.md, concept drift).
+After a restart the bandit starts from every model's rewards in the restored score state
+(:meth:`Bandit.warm`); the contextual one starts afresh.
 
 >>> policy = Bandit(["a", "b"], PolicySpec("bandit", algorithm="epsilon_greedy", epsilon=0.0, seed=1))
 >>> for _ in range(20):
@@ -78,6 +82,19 @@ class Bandit(PreferenceSchedule):
             self.policy.update(pick, self._scaler.transform_one(self._context(features)), reward)
         else:
             self.policy.update(pick, reward)
+
+    def warm(self, rewards: Mapping[str, Sequence[float]]) -> int:
+        """After a restart: every arm's recent rewards from the score state, as if each had been pulled
+        (the contextual bandit cannot: the score state keeps no features)."""
+        if self.contextual:
+            return 0
+        used = 0
+        for arm, values in rewards.items():
+            if arm in self.ranking:
+                for reward in values[-self.spec.window:]:
+                    self.policy.update(arm, reward > 0 if self.spec.algorithm == "thompson" else reward)
+                    used += 1
+        return used
 
     @staticmethod
     def _context(features: Mapping[str, Any]) -> dict[str, float]:

@@ -74,6 +74,10 @@ class Policy:
     def learn(self, ranking: Sequence[str], features: Mapping[str, Any], rewards: Mapping[str, float]) -> None:
         """Feedback for a request decided with ``ranking``; most policies learn nothing."""
 
+    def warm(self, rewards: Mapping[str, Sequence[float]]) -> int:
+        """Start from every model's recent rewards (the score state restored after a restart); how many were used."""
+        return 0
+
 
 def _aside_last(ranking: Sequence[str], set_aside: AbstractSet[str]) -> tuple[str, ...]:
     if not set_aside:

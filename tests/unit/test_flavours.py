@@ -69,3 +69,31 @@ def test_flavours__missing_sha256_is_refused(spec):
 
     with pytest.raises(ArtifactError, match="no sha256"):
         load_model(replace(spec.model("lr"), sha256=None))
+
+
+def test_flavours__a_river_model_learns_online_with_progressive_validation():
+    import pickle
+
+    from river import linear_model, preprocessing, tree
+
+    from pipelines.flavours import river as river_flavour
+    from pipelines.spec import ModelSpec
+    from pipelines.train import AGRAWAL_FEATURES
+
+    spec = ModelSpec("r", "river", "challenger", "g", features=AGRAWAL_FEATURES)
+    learner = river_flavour.load(spec, pickle.dumps(tree.HoeffdingAdaptiveTreeClassifier(seed=1)))
+    data = list(agrawal_rows(3000, seed=4, function=0))
+    for x, y in data:
+        assert learner.learn(x, y)  # labels 0/1 become River's False/True for a binary classifier
+    assert learner.learned == 3000 and learner.metric.get() > 0.9  # predicted before learning each one
+    assert learner.learn({"salary": 1.0}, 1) is False  # a row without the model's features is skipped
+    outcomes = learner.score_batch([x for x, _ in agrawal_rows(200, seed=5, function=0)])
+    assert sum(o.prediction == y for o, (_, y) in zip(outcomes, agrawal_rows(200, seed=5, function=0))) > 180
+    regressor = river_flavour.load(ModelSpec("q", "river", "challenger", "g", features=("a",)),
+                                   pickle.dumps(preprocessing.StandardScaler() | linear_model.LinearRegression()))
+    for i in range(500):
+        regressor.learn({"a": float(i % 10)}, 2.0 * (i % 10))
+    assert not regressor.classifier and regressor.metric.get() < 1.0  # rolling MAE
+    restored = river_flavour.load(spec, learner.dump())  # a checkpoint holds what it learned
+    assert [o.prediction for o in restored.score_batch([x for x, _ in data[:50]])] == \
+        [o.prediction for o in learner.score_batch([x for x, _ in data[:50]])]

@@ -108,3 +108,10 @@ def test_policy_spec__validates_and_policy_for_builds_each():
                        ({"colour": "red"}, "unknown keys")]:
         with pytest.raises(SpecError, match=field.replace(".", r"\.")):
             PolicySpec.from_dict(bad)
+
+
+def test_bandit__after_a_restart_it_starts_from_the_score_state_rewards():
+    policy = Bandit(["a", "b"], PolicySpec("bandit", algorithm="epsilon_greedy", epsilon=0.0, seed=1))
+    assert policy.warm({"a": [0.0] * 30, "b": [1.0] * 30, "gone": [1.0]}) == 60
+    assert [policy.order({})[0] for _ in range(20)] == ["b"] * 20
+    assert Bandit(["a"], PolicySpec("bandit", algorithm="linucb")).warm({"a": [1.0]}) == 0

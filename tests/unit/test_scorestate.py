@@ -65,3 +65,16 @@ def test_scorestate__rows_round_trip_through_json_as_the_changelog_holds_them():
 @pytest.mark.parametrize("truth,prediction,same", [(1, True, True), ("1", 1.0, True), (0, 1, False), ("fraud", "fraud", True)])
 def test_scorestate__labels_compare_across_types(truth, prediction, same):
     assert correct(truth, prediction) is same
+
+
+def test_scorestate__a_restored_row_is_merged_before_what_came_since():
+    old = ScoreBook(window=4)
+    for truth in (1, 1, 0):
+        old.labelled(0, truth, {"a": ok(1)}, "a")
+    [(key, _, value)] = old.dump_dirty()
+    book = ScoreBook(window=4)
+    book.labelled(0, 1, {"a": ok(1)}, "a")  # arrived after the restart, before the table was read
+    book.labelled(0, 0, {"a": ok(1)}, "a")
+    assert book.restore([(key, value)]) == 1
+    assert book.accuracy()["a"] == (0.5, 4)  # window 4: 1 0 | 1 0 (the oldest, right, fell out)
+    assert book.summary()["a"]["labelled"] == 5 and book.rewards() == {"a": [1.0, 0.0, 1.0, 0.0]}
