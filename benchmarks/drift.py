@@ -26,7 +26,6 @@ points of where it was before the drift; the learner's own accuracy before/after
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import pickle
 import sys
