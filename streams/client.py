@@ -135,17 +135,21 @@ class PipelineClient:
 
     async def wait_ready(self, row: Mapping[str, Any], timeout_s: float = 90.0, models: Iterable[str] = (),
                          alive: Callable[[], None] = lambda: None) -> None:
-        """Probe until a request comes back answered with a score of every model in ``models``.
+        """Probe until probes came back answered and every model in ``models`` scored one of them.
 
-        ``alive`` is called between probes and should raise when the pipeline's workers died.
+        A Result lists the scores that arrived before the decision, so with a policy that answers
+        early (a bandit's pick) one probe may not show every model: what they scored is pooled
+        (with the Scores themselves when the client watches them). ``alive`` is called between
+        probes and should raise when the pipeline's workers died.
         """
-        wanted = set(models)
+        wanted, seen = set(models), set()
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             alive()
             rid = await self.send(row, request_id=f"probe-{uuid.uuid4().hex[:8]}", deadline_ms=2000)
             if await self.wait_for(lambda r: rid in r.results, 5.0):
-                seen = {s["model_id"] for s in self.received.results[rid]["scores"]}
+                seen |= {s["model_id"] for s in self.received.results[rid]["scores"] if s["status"] == "ok"}
+                seen |= {m for scores in self.received.scores.values() for m, s in scores.items() if s["status"] == "ok"}
                 if wanted <= seen and self.received.results[rid]["status"] == "ok":
                     return
         raise TimeoutError(f"pipeline {self.topics.pipeline} did not answer a probe within {timeout_s:.0f} s")
