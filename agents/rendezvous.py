@@ -20,6 +20,7 @@ from typing import Callable
 import faust
 
 from agents.dlq import dead_letter
+from features.decay import ErrorDrift
 from pipelines.fallback import Fallback
 from pipelines.policies import Decision, policy_for
 from pipelines.registry import ArtifactStore, live_spec
@@ -61,6 +62,7 @@ class Rendezvous:
         self.clock = clock
         self.book = ScoreBook(spec.task, spec.fallback.window)
         self.fallback = Fallback(spec.fallback, miss_limit)
+        self.decay = ErrorDrift()  # River's ADWIN and Page-Hinkley on every model's errors
         self.policy = self._policy(spec)
         self.alerts: list[dict] = []  # fallback switches to publish on {p}.alerts
         self.paired: dict[tuple[str, str], list[int]] = {}  # (candidate, champion) -> [champion only right, candidate only]
@@ -197,6 +199,8 @@ class Rendezvous:
         if ranking and box.get("chosen") and features is not None:
             self.policy.learn(ranking, features, rewards)
         self.alerts += self.fallback.judge(self.book.accuracy(), self.canary)
+        for model_id, reward in rewards.items():  # 1/0 right/wrong, or minus the absolute error
+            self.alerts += self.decay.update(model_id, 1.0 - reward if self.spec.task == "classification" else -reward)
         self._compare_candidates(rewards)
         if features is None:
             return None, None
