@@ -260,6 +260,7 @@ def spec_events(spec: PipelineSpec, state: Mapping[str, dict], store: ArtifactSt
         record = event(spec.name, model.id, model.version, "register", model.role, model.flavour,
                        preference=model.preference, group=model.group, sha256=sha, by=by,
                        features=model.features, artifact_name=model.artifact.name if model.artifact else None,
+                       training_data_sha256=sha256_of(model.training_data) if model.training_data else None,
                        git_commit=git_commit(model.artifact) if model.artifact else None)
         store.record(record)
         events.append(record)

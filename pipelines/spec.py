@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["ANSWERING_ROLES", "ROLES", "Checks", "FallbackSpec", "ModelSpec", "PipelineSpec", "PolicySpec", "SpecError",
-           "load_spec"]
+__all__ = ["ANSWERING_ROLES", "ROLES", "Checks", "FallbackSpec", "ModelSpec", "PipelineSpec", "PolicySpec", "QualitySpec",
+           "SpecError", "load_spec"]
 
 ROLES = ("champion", "challenger", "shadow", "canary")
 ANSWERING_ROLES = ("champion", "challenger")
@@ -45,6 +45,7 @@ class ModelSpec:
     features: tuple[str, ...] = ()
     preference: int = 0
     auto_promote: float | None = None  # confidence to beat the champion on live feedback (see pipelines.retrain)
+    training_data: Path | None = None  # the file it learned from: its SHA-256 goes to the registry and names its profile
 
     @property
     def answers(self) -> bool:
@@ -176,6 +177,42 @@ class FallbackSpec:
 
 
 @dataclass(frozen=True)
+class QualitySpec:
+    """Spec field ``quality``: the data-quality worker's windows and the decay verdict.
+
+    Windows are tumbling, closed after ``window_rows`` requests or ``window_s`` seconds (if they
+    hold ``min_rows`` by then), whichever comes first. Decay: ``min_drifted`` features drifted, or
+    more than ``unlike_limit`` of the requests unlike the training population, or a model's
+    errors drifted. ``auto_retrain``: on decay, run ``rendezvous retrain`` for the champion
+    (with ``--auto-promote 0.95``), at most once per ``retrain_cooldown_s``.
+    """
+
+    window_rows: int = 2000
+    window_s: int = 60
+    min_rows: int = 100
+    min_drifted: int = 2
+    unlike_limit: float = 0.1
+    auto_retrain: bool = False
+    retrain_cooldown_s: int = 3600
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "QualitySpec":
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise SpecError("field 'quality' must be a mapping")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SpecError(f"field 'quality' has unknown keys {sorted(unknown)}")
+        limit = raw.get("unlike_limit", 0.1)
+        if not isinstance(limit, (int, float)) or not 0 <= limit <= 1:
+            raise SpecError(f"field 'quality.unlike_limit' must be a number from 0 to 1 (got {limit!r})")
+        ints = {k: _positive(raw.get(k, getattr(cls, k)), f"quality.{k}")
+                for k in ("window_rows", "window_s", "min_rows", "min_drifted", "retrain_cooldown_s")}
+        return cls(**ints, unlike_limit=float(limit), auto_retrain=bool(raw.get("auto_retrain", False)))
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     name: str
     models: tuple[ModelSpec, ...]
@@ -184,6 +221,7 @@ class PipelineSpec:
     partitions: int = 4
     checks: Checks = field(default_factory=Checks)
     fallback: FallbackSpec = field(default_factory=FallbackSpec)
+    quality: QualitySpec = field(default_factory=QualitySpec)
     task: str = "classification"
     feedback_ttl_s: int = 600     # feedback later than this after its request is refused (DLQ)
     checkpoint_s: int = 60        # online learners are checkpointed to the registry this often
@@ -234,6 +272,7 @@ class PipelineSpec:
             partitions=_positive(data.get("partitions", 4), "partitions"),
             checks=Checks.from_dict(data.get("checks")),
             fallback=FallbackSpec.from_dict(data.get("fallback")),
+            quality=QualitySpec.from_dict(data.get("quality")),
             task=task,
             feedback_ttl_s=_positive(data.get("feedback_ttl_s", 600), "feedback_ttl_s"),
             checkpoint_s=_positive(data.get("checkpoint_s", 60), "checkpoint_s"),
@@ -248,6 +287,7 @@ class PipelineSpec:
             "partitions": self.partitions,
             "checks": {k: v for k, v in vars(self.checks).items() if v is not None},
             "fallback": vars(self.fallback),
+            "quality": vars(self.quality),
             "task": self.task,
             "feedback_ttl_s": self.feedback_ttl_s,
             "checkpoint_s": self.checkpoint_s,
@@ -257,6 +297,7 @@ class PipelineSpec:
                     "group": m.group, "preference": m.preference,
                     "artifact": str(m.artifact) if m.artifact else None,
                     "sha256": m.sha256, "features": list(m.features),
+                    **({"training_data": str(m.training_data)} if m.training_data else {}),
                 }
                 for m in self.models
             ],
@@ -298,6 +339,7 @@ def _model(raw: Any, index: int, base: Path) -> ModelSpec:
         sha256=raw.get("sha256"),
         features=tuple(raw.get("features") or ()),
         preference=int(raw.get("preference", index)),
+        training_data=(base / raw["training_data"]) if raw.get("training_data") else None,
     )
 
 

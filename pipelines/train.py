@@ -55,6 +55,9 @@ def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_
     models_dir = out_dir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     X, y = _matrix(n_train, seed)
+    training = models_dir / "training.csv"  # what the models learned from: `rendezvous profile` reads it
+    np.savetxt(training, np.column_stack([X, y]), delimiter=",", header=",".join([*AGRAWAL_FEATURES, "label"]),
+               comments="", fmt="%.10g")
 
     lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
     sk_flavour.save(lr, models_dir / "lr.skops")
@@ -80,7 +83,7 @@ def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_
     def entry(model_id, flavour, file, role, group, preference):
         return {"id": model_id, "version": "1", "flavour": flavour, "artifact": f"models/{file}",
                 "sha256": sha256_of(models_dir / file), "role": role, "group": group,
-                "preference": preference, "features": list(AGRAWAL_FEATURES)}
+                "preference": preference, "features": list(AGRAWAL_FEATURES), "training_data": "models/training.csv"}
 
     spec = {
         "pipeline": pipeline, "deadline_ms": deadline_ms, "policy": "preference", "partitions": partitions,

@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 SCHEMA_DIR = Path(__file__).with_name("avro")
-SCHEMA_NAMES = ("Request", "Score", "ScoreBatch", "Result", "Feedback", "Example", "Alert", "ModelEvent", "DeadLetter")
+SCHEMA_NAMES = ("Request", "Score", "ScoreBatch", "Result", "Feedback", "Example", "Alert", "Quality", "ModelEvent",
+                "DeadLetter")
 MAGIC = b"\xc3\x01"
 _HEADER = len(MAGIC) + 8
 _MAX_DEADLINE_MS = 600_000

@@ -2,7 +2,8 @@
 
 * ``core`` — decoy + rendezvous + feedback + REST, sharing one consumer of ``{p}.requests``;
 * ``group:<name>`` — a model group: its models score every request in micro-batches, and its
-  online learners learn from ``{p}.examples``.
+  online learners learn from ``{p}.examples``;
+* ``quality`` — the data-quality monitor (GX, drift, decay), at a lower CPU priority.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         server = rendezvous.register(app, spec, settings, topics, on_result=replies.resolve)
         feedback.register(app, spec, settings, topics, server)
         web_views.register(app, spec, settings, topics, replies)
+    elif role == "quality":
+        import os
+
+        from agents import quality
+
+        os.nice(10)  # off the hot path: the workers that answer requests come first
+        quality.register(app, spec, settings, topics)
     elif role.startswith("group:"):
         from agents import model_runner
 
@@ -64,7 +72,7 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         runner, view = model_runner.register(app, spec, settings, topics, group=group)
         learner.register(app, spec, settings, topics, group, runner, view)
     else:
-        raise ValueError(f"unknown role {role!r}: expected 'core' or 'group:<name>'")
+        raise ValueError(f"unknown role {role!r}: expected 'core', 'quality' or 'group:<name>'")
     level = settings.log_level.upper()
 
     @app.task

@@ -158,10 +158,13 @@ def demo(n_requests: int, rate: float, deadline_ms: int, broker: str | None, dat
 
 
 from streams.models_cli import models as _models, replay_command as _replay, retrain_command as _retrain  # noqa: E402
+from streams.quality_cli import profile_command as _profile, report_command as _report  # noqa: E402
 
 main.add_command(_models, "models")
 main.add_command(_replay, "replay")
 main.add_command(_retrain, "retrain")
+main.add_command(_profile, "profile")
+main.add_command(_report, "report")
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ from pipelines.train import agrawal_rows, train_demo_models
 from streams.client import PipelineClient
 from streams.settings import Settings
 from streams.stack import Stack
+from tables.quality import read_quality
 
 __all__ = ["run_demo", "percentile"]
 
@@ -30,6 +31,11 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int)
     console = Console(stderr=True)
     with console.status("training lr, xgb and a canary on River's Agrawal stream …"):
         spec = load_spec(train_demo_models(settings.data_dir / "demo", deadline_ms=deadline_ms))
+    with console.status("profiling the training data (reference for the quality monitor) …"):
+        from features.reference import profile_training_data
+
+        features = list(dict.fromkeys(f for m in spec.models for f in m.features))
+        profile_training_data(spec.name, settings.data_dir / "demo" / "models" / "training.csv", features, settings.data_dir)
     with console.status(f"starting {'the embedded broker and ' if not settings.broker else ''}"
                         f"{1 + len(spec.groups)} workers …"):
         stack = Stack(spec, settings).start()
@@ -59,7 +65,7 @@ async def _stream(stack: Stack, spec, n: int, rate: float, console: Console) -> 
             for rid, label in answered:
                 await client.send_feedback(rid, label)
             state = await _score_state(stack, spec, len(answered))
-        return _summary(spec, client, ids, missing, rate, state)
+        return _summary(spec, client, ids, missing, rate, state, read_quality(stack.settings.data_dir / spec.name / "quality"))
 
 
 async def _score_state(stack: Stack, spec, labelled: int, timeout_s: float = 30.0) -> dict:
@@ -77,7 +83,8 @@ async def _score_state(stack: Stack, spec, labelled: int, timeout_s: float = 30.
             await asyncio.sleep(0.2)
 
 
-def _summary(spec, client: PipelineClient, ids: list[str], missing: set[str], rate: float, state: dict) -> Table:
+def _summary(spec, client: PipelineClient, ids: list[str], missing: set[str], rate: float, state: dict,
+             quality) -> Table:
     results = [client.received.results[i] for i in ids if i in client.received.results]
     statuses = Counter(r["status"] for r in results)
     latencies = client.latencies_ms(ids)
@@ -103,6 +110,9 @@ def _summary(spec, client: PipelineClient, ids: list[str], missing: set[str], ra
         table.add_row(f"answers by {model.id} ({model.role})",
                       f"{answered_by[model.id]:,}  ·  agrees with canary {share}  ·  recent accuracy on feedback "
                       + (f"{100 * accuracy:.1f}%" if accuracy is not None else "n/a"))
+    if not quality.empty:
+        table.add_row("quality windows checked (GX ok · decay verdicts)",
+                      f"{len(quality)}  ({int(quality['gx_success'].sum())} ok · {int(quality['decay'].sum())} decay)")
     table.add_row("median rendezvous wait (mailbox open → answer)", f"{statistics.median(r['latency_ms'] for r in results):.1f} ms"
                   if results else "n/a")
     return table

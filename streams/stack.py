@@ -38,8 +38,10 @@ class Stack:
 
     @property
     def roles(self) -> list[str]:
+        """core, every model group, and the quality monitor once the pipeline has a reference profile."""
         groups = dict.fromkeys([*self.spec.groups, *(self.live.groups if self.live else ())])
-        return ["core"] + [f"group:{g}" for g in groups]
+        profiled = (self.settings.data_dir / self.spec.name / "profiles" / "current").exists()
+        return ["core"] + [f"group:{g}" for g in groups] + (["quality"] if profiled else [])
 
     def start(self) -> "Stack":
         self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import DecodeError, codec_for
 
-__all__ = ["read_answered", "records_until"]
+__all__ = ["read_answered", "read_records", "records_until"]
 
 
 async def read_answered(bootstrap: str, topic: str, partitions: Iterable[int], window_s: float) -> dict[str, float]:
@@ -55,3 +55,25 @@ async def records_until(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition
             for message in messages:
                 yield message
         todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
+
+
+async def read_records(bootstrap: str, topic: str, schema: str) -> list[tuple[int, dict]]:
+    """Every decodable record of ``topic`` (as ``schema``) up to its current end: (timestamp ms, record)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        codec, out = codec_for(schema), []
+        async for message in records_until(consumer, await consumer.end_offsets(tps)):
+            try:
+                out.append((message.timestamp, codec.decode(message.value, message.key)))
+            except DecodeError:
+                continue
+        return out
+    finally:
+        await consumer.stop()

@@ -33,6 +33,8 @@ def make_stack(broker, trained, tmp_path, deadline_ms: int = 150, spec: dict | N
     data["deadline_ms"] = deadline_ms
     for model in data["models"]:
         model["artifact"] = str(directory / model["artifact"])
+        if model.get("training_data"):
+            model["training_data"] = str(directory / model["training_data"])
     path = tmp_path / f"{data['pipeline']}.yaml"
     path.write_text(yaml.safe_dump(data))
     # Only the log level comes from the environment (RDV_LOG_LEVEL=info to debug a test).

@@ -63,6 +63,7 @@ def test_cli__up_prints_topics_and_rest_answers_then_ctrl_c_stops_everything(bro
     spec["pipeline"] = f"cli{free_port()}"
     for model in spec["models"]:
         model["artifact"] = str(directory / model["artifact"])
+        model["training_data"] = str(directory / model["training_data"])
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     port = free_port()
