@@ -112,6 +112,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             "--auto-promote", "0.95", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await process.communicate()
         text = out.decode(errors="replace").strip()
+        if process.returncode:  # e.g. too few labelled requests yet: try again in a minute, not a cooldown later
+            state["retrained_at"] = time.time() - rules.retrain_cooldown_s + 60
         (log.warning if process.returncode == 0 else log.error)("quality: decay triggered `rendezvous retrain --model %s`: %s",
                                                                 champion, text[-800:])
 

@@ -69,19 +69,26 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
 
 
 def run_broker(kind: str, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
-               warmup_s: float = 20.0) -> dict:
+               warmup_s: float = 20.0, quality: bool = False) -> dict:
     broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{groups}")).start()
     try:
         spec = load_spec(train_demo_models(workdir / f"{kind}-{groups}", pipeline=f"bench-{kind}", deadline_ms=deadline_ms,
                                            groups=groups))
-        settings = replace(Settings.from_env(), broker=broker.url, data_dir=workdir / kind / "data", web_port=free_port())
+        settings = replace(Settings.from_env(), broker=broker.url, data_dir=workdir / f"{kind}-{groups}-{quality}" / "data",
+                           web_port=free_port())
+        if quality:  # a reference profile: the stack then runs the quality worker too
+            from features.reference import profile_training_data
+
+            profile_training_data(spec.name, workdir / f"{kind}-{groups}" / "models" / "training.csv",
+                                  list(dict.fromkeys(f for m in spec.models for f in m.features)), settings.data_dir)
         log(f"{kind}: pipeline {spec.name}, {groups} model group(s), deadline {deadline_ms} ms, "
             f"warm-up {warmup_s:g} s, {duration_s:g} s per rate")
         with Stack(spec, settings) as stack:
             results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, warmup_s, log))
     finally:
         broker.stop()
-    return {"broker": kind, "groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms}
+    return {"broker": kind, "groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms,
+            "quality": quality}
 
 
 def _machine() -> str:
@@ -109,6 +116,7 @@ def render(runs: list[dict], command: str) -> str:
     for run in runs:
         best = max((r["rate"] for r in run["results"] if r["sustained"]), default=0)
         layout = "xgb | lr + canary (2 model-group workers)" if run["groups"] == 2 else "xgb + lr + canary (1 model-group worker)"
+        layout += ", with the quality worker (GX + drift on windows of 2,000)" if run.get("quality") else ""
         lines += [f"**{run['broker']} broker, {layout}** — deadline {run['deadline_ms']} ms; sustained = nothing lost, "
                   f"≤1% timeouts, p99 ≤ {run['slo_ms']:g} ms. **Maximum sustained rate measured: {best:g} requests/s.**", "",
                   "| offered rate (req/s) | achieved | requests | p50 ms | p99 ms | p99.9 ms | timeouts | lost | duplicates | sustained |",
@@ -141,6 +149,8 @@ def main(argv=None) -> None:
     parser.add_argument("--deadline-ms", type=int, default=100)
     parser.add_argument("--slo-ms", type=float, default=100.0, help="p99 that counts as sustained")
     parser.add_argument("--groups", default="2,1", help="model-group layouts to measure: 2 (demo layout) and/or 1")
+    parser.add_argument("--quality", default="off", help="off, on, or off,on: run the data-quality worker beside "
+                                                         "the pipeline (to show what validation costs the answers)")
     parser.add_argument("--warmup-s", type=float, default=None,
                         help="seconds of 200 req/s before measuring (default: 20 on Kafka, 2 embedded)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -149,8 +159,8 @@ def main(argv=None) -> None:
     kinds = ["embedded", "kafka"] if args.broker == "both" else [args.broker]
     with tempfile.TemporaryDirectory(prefix="rdv-bench-") as tmp:
         runs = [run_broker(k, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print, int(g),
-                           args.warmup_s if args.warmup_s is not None else WARMUP_S[k])
-                for k in kinds for g in args.groups.split(",")]
+                           args.warmup_s if args.warmup_s is not None else WARMUP_S[k], q == "on")
+                for k in kinds for g in args.groups.split(",") for q in args.quality.split(",")]
     command = "python -m benchmarks.e2e " + " ".join(argv if argv is not None else os.sys.argv[1:])
     write(args.out, render(runs, command.strip()))
     print(f"wrote {args.out}")

@@ -296,3 +296,12 @@ def test_feedback__a_shadow_with_an_auto_promote_rule_is_put_forward_once_it_bea
     [found] = server.promotions
     assert (found["model_id"], found["champion"], found["champion_only"], found["candidate_only"]) == ("new", "a", 0, 20)
     assert found["p_value"] == pytest.approx(0.5 ** 20)
+
+
+def test_feedback__a_model_whose_errors_jump_raises_a_decay_alert(clock):
+    server = Rendezvous(SPEC, DictStore(), clock=clock)
+    for i in range(3000):  # a is right until request 1500, then wrong half the time
+        answered(server, f"r{i}", {"a": 1 if i < 1500 or i % 2 else 0, "b": 1})
+        server.on_feedback({"request_id": f"r{i}", "label": 1}, 0, {"x": 1.0})
+    decay = [a for a in server.alerts if a["kind"] == "decay"]
+    assert decay and {a["model_id"] for a in decay} == {"a"} and decay[0]["cause"] in ("adwin", "page_hinkley")

@@ -13,6 +13,7 @@ import pytest
 from features.reference import profile_training_data
 from pipelines.train import AGRAWAL_FEATURES, agrawal_rows
 from tables.quality import read_quality
+from tables.registry import read_registry
 from tables.results import read_records
 from tests.integration.conftest import make_stack, ready_client, rows
 from tests.integration.test_feedback import _until
@@ -34,7 +35,7 @@ def test_quality__windows_are_validated_bad_values_alerted_and_the_report_render
     directory, _ = trained
     browser = chromium() if broker.__class__.__name__ == "EmbeddedBroker" else None  # render once
     stack = make_stack(broker, trained, tmp_path, deadline_ms=1000, archive_flush_s=0.5,
-                       spec={"quality": {"window_rows": 300, "window_s": 2, "min_rows": 50}})
+                       spec={"quality": {"window_rows": 300, "window_s": 2, "min_rows": 50, "auto_retrain": True}})
     name, data_dir = stack.spec.name, stack.settings.data_dir
     profile_training_data(name, directory / "models" / "training.csv", AGRAWAL_FEATURES, data_dir)
     assert "quality" in stack.roles
@@ -76,6 +77,14 @@ def test_quality__windows_are_validated_bad_values_alerted_and_the_report_render
             assert await client.wait_for(lambda r: {"quality", "decay"} <= {a["kind"] for a in r.alerts}, 30), \
                 client.received.alerts
             assert len(read_quality(data_dir / name / "quality")) >= 2  # the quality table
+
+            async def retrained():  # decay ran `rendezvous retrain` for the champion (auto_retrain)
+                registry = await read_registry(stack.settings.bootstrap, f"{name}.control")
+                return registry.get("xgb-r1")
+
+            new = await _until(retrained, 90, interval_s=1.0)
+            assert new, f"decay did not retrain the champion; quality log:\n{stack.log_tail('quality')}"
+            assert new["role"] == "shadow" and new["metrics"]["auto_promote_confidence"] == 0.95
         finally:
             await client.__aexit__(None, None, None)
 
