@@ -70,7 +70,7 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
 
 def run_broker(kind: str, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
                warmup_s: float = 20.0, quality: bool = False) -> dict:
-    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{groups}")).start()
+    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{groups}-{quality}")).start()
     try:
         spec = load_spec(train_demo_models(workdir / f"{kind}-{groups}", pipeline=f"bench-{kind}", deadline_ms=deadline_ms,
                                            groups=groups))
