@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.e2e
 	$(BIN)/python -m benchmarks.swap
 	$(BIN)/python -m benchmarks.drift
+	$(BIN)/python -m benchmarks.quality
 
 clean:
 	rm -rf $(VENV) .cache data .pytest_cache

@@ -1,12 +1,12 @@
 """The quality monitor: validates tumbling windows of incoming requests, off the hot path.
 
-Its own worker (role ``quality``) reads the requests *as the decoy archived them* — the Parquet
-files under ``DATA_DIR/<p>/archive/``, exactly what the models saw — rather than consuming
-``{p}.requests`` again: a consumer group of its own cost the answers ~30 ms of p50 at 500
-requests/s on 2 cores (broker fetches and Faust's consumer thread; lowering the process's CPU
-priority did not help), reading files costs them nothing measurable (BENCHMARKS.md). The
-price is the decoy's flush interval (``RDV_ARCHIVE_FLUSH_S``, 5 s) of delay, and it runs at
-the lowest CPU priority.
+Its own worker process (role ``quality``) reads the requests *as the decoy archived them* — the
+Parquet files under ``DATA_DIR/<p>/archive/``, exactly what the models saw — rather than
+consuming ``{p}.requests`` again, and it is a plain asyncio service rather than a Faust app: a
+consumer group of its own, and even an idle Faust app beside the pipeline, cost the answers
+measurably on 2 cores (lowering the process's CPU priority did not help; BENCHMARKS.md). It
+reads ``{p}.alerts`` without a consumer group, polling once a second, and runs at idle CPU
+priority. The price is the decoy's flush interval (``RDV_ARCHIVE_FLUSH_S``, 5 s) of delay.
 
 Each window — ``window_rows`` requests or ``window_s`` seconds of arrivals, whichever comes first
 — is checked in a thread by :class:`features.quality.QualityMonitor` (GX suite, drift per
@@ -21,13 +21,16 @@ are listed in ``DATA_DIR/<p>/quality/checked.txt``, so a restart does not check 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
-import faust
 import pandas as pd
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from features.profile import current_profile
 from pipelines.spec import PipelineSpec
@@ -36,131 +39,179 @@ from streams.settings import Settings
 from streams.topics import PipelineTopics
 from tables.quality import QualityTable
 
-__all__ = ["register"]
+__all__ = ["QualityWorker", "idle_priority", "run"]
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics) -> None:
-    inputs = app.topic(topics.alerts, key_serializer="raw", value_serializer="raw")
-    quality = app.topic(topics.quality, key_serializer="raw", value_serializer="raw")
-    alerts = app.topic(topics.alerts, key_serializer="raw", value_serializer="raw")
-    rules = spec.quality
-    folder = settings.data_dir / spec.name
-    table = QualityTable(folder / "quality")
-    alert_codec, quality_codec = codec_for("Alert"), codec_for("Quality")
-    state = {"rows": [], "times": [], "monitor": None, "profile": None, "model_alerts": [], "retrained_at": 0.0}
-    checked = folder / "quality" / "checked.txt"
-    seen = set(checked.read_text().split()) if checked.exists() else set()
+def idle_priority() -> None:
+    """Run only on CPU nobody else wants (SCHED_IDLE on Linux; the lowest nice elsewhere)."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)
 
-    def monitor():
+
+class QualityWorker:
+    """Windows of archived requests -> GX + drift -> ``{p}.quality``, the quality table, alerts."""
+
+    def __init__(self, spec: PipelineSpec, settings: Settings) -> None:
+        self.spec, self.settings, self.rules = spec, settings, spec.quality
+        self.topics = PipelineTopics(spec.name)
+        self.folder = settings.data_dir / spec.name
+        self.table = QualityTable(self.folder / "quality")
+        self.alert_codec, self.quality_codec = codec_for("Alert"), codec_for("Quality")
+        self.rows: list[dict] = []
+        self.times: list[int] = []
+        self.model_alerts: list[dict] = []
+        self.retrained_at = 0.0
+        self._monitor, self._profile = None, None
+        self.checked = self.folder / "quality" / "checked.txt"
+        self.seen = set(self.checked.read_text().split()) if self.checked.exists() else set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        bootstrap = self.settings.bootstrap
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=1000)
+        await self.producer.start()
+        await self.consumer.start()
+        try:
+            await self.consumer._client.force_metadata_update()
+            tps = [TopicPartition(self.topics.alerts, p)
+                   for p in sorted(self.consumer.partitions_for_topic(self.topics.alerts) or ())]
+            self.consumer.assign(tps)
+            await self.consumer.seek_to_end(*tps)
+            log.info("quality: watching %s (windows of %d requests or %d s)", self.folder / "archive",
+                     self.rules.window_rows, self.rules.window_s)
+            while not stop.is_set():
+                await self._model_decay()
+                await self.tick()
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def _model_decay(self) -> None:
+        """Model-decay alerts from the core (River detectors on feedback) join the window's verdict."""
+        batch = await self.consumer.getmany(timeout_ms=1000)
+        for messages in batch.values():
+            for message in messages:
+                try:
+                    alert = self.alert_codec.decode(message.value)
+                except DecodeError:
+                    continue
+                if alert["kind"] == "decay" and alert.get("model_id"):
+                    self.model_alerts.append(alert)
+
+    async def tick(self) -> None:
+        """Take newly archived requests into windows; close the windows that are due."""
+        new = sorted(p for p in (self.folder / "archive").glob("*.parquet") if p.name not in self.seen)
+        if new:
+            frame = await asyncio.to_thread(_archived, new)
+            self.seen.update(p.name for p in new)
+            self.checked.parent.mkdir(parents=True, exist_ok=True)
+            self.checked.write_text("\n".join(sorted(self.seen)))
+            for features, at_ms in zip(frame["features"], frame["at_ms"]):
+                self.rows.append(features)
+                self.times.append(int(at_ms))
+                if len(self.rows) >= self.rules.window_rows:
+                    await self.close_window()
+        if len(self.times) >= self.rules.min_rows and max(self.times) - min(self.times) >= self.rules.window_s * 1000:
+            await self.close_window()
+
+    def monitor(self):
         """The monitor for the current profile: built once, again only when the profile changes."""
-        pointer = folder / "profiles" / "current"
+        pointer = self.folder / "profiles" / "current"
         sha = pointer.read_text().strip() if pointer.exists() else None
-        if sha is None:
-            return None
-        if sha != state["profile"]:
+        if sha is not None and sha != self._profile:
             from features.quality import QualityMonitor
 
-            state["monitor"] = QualityMonitor(spec.name, current_profile(folder / "profiles"), folder / "gx",
-                                              rules.min_drifted, rules.unlike_limit)
-            state["profile"] = sha
+            self._monitor = QualityMonitor(self.spec.name, current_profile(self.folder / "profiles"),
+                                           self.folder / "gx", self.rules.min_drifted, self.rules.unlike_limit)
+            self._profile = sha
             log.info("quality: monitoring against the profile of training data %s", sha[:12])
-        return state["monitor"]
+        return self._monitor
 
-    async def close_window() -> None:
-        rows, times, found = state["rows"], state["times"], state["model_alerts"]
-        state.update(rows=[], times=[], model_alerts=[])
-        checker = await asyncio.to_thread(monitor)
+    async def close_window(self) -> None:
+        rows, times, found = self.rows, self.times, self.model_alerts
+        self.rows, self.times, self.model_alerts = [], [], []
+        checker = await asyncio.to_thread(self.monitor)
         if checker is None:
             log.warning("quality: no reference profile for %s yet (run `rendezvous profile`); %d requests not checked",
-                        spec.name, len(rows))
+                        self.spec.name, len(rows))
             return
         report = await asyncio.to_thread(checker.check, pd.DataFrame(rows),
-                                         {"window_start": int(min(times)), "window_end": int(max(times))}, found)
+                                         {"window_start": min(times), "window_end": max(times)}, found)
         record = {
-            "pipeline": spec.name, "window_start": report["window_start"], "window_end": report["window_end"],
-            "rows": report["rows"], "profile": state["profile"], "gx_success": report["gx_success"],
+            "pipeline": self.spec.name, "window_start": report["window_start"], "window_end": report["window_end"],
+            "rows": report["rows"], "profile": self._profile, "gx_success": report["gx_success"],
             "failed": report["failed"], "drifted": report["drifted"],
             "drift_scores": {n: float(d.get("score", 0.0)) for n, d in report["drift"].items() if "score" in d},
             "drift_methods": {n: d["method"] for n, d in report["drift"].items()},
             "unlike_share": report["unlike_share"], "decay": report["decay"], "reasons": report["reasons"],
         }
-        table.add({**record, "drift": report["drift"]})
-        await quality.send(key=spec.name.encode(), value=quality_codec.encode_as(record, settings.encoding))
-        now_ms = int(time.time() * 1000)
+        self.table.add({**record, "drift": report["drift"]})
+        await self.producer.send_and_wait(self.topics.quality, self.quality_codec.encode_as(record, self.settings.encoding),
+                                          key=self.spec.name.encode())
         if report["failed"]:
-            await _alert("quality", "expectations", f"{len(report['failed'])} expectations failed on {report['rows']} "
-                                                    f"requests: {'; '.join(report['failed'])[:1500]}", now_ms)
+            await self._alert("quality", "expectations", f"{len(report['failed'])} expectations failed on "
+                                                         f"{report['rows']} requests: {'; '.join(report['failed'])[:1500]}")
         if report["decay"]:
-            await _alert("decay", "data", f"decay: {'; '.join(report['reasons'])[:1800]}", now_ms,
-                         {"unlike_share": report["unlike_share"], "drifted": float(len(report["drifted"]))})
-            await _maybe_retrain()
+            await self._alert("decay", "data", f"decay: {'; '.join(report['reasons'])[:1800]}",
+                              {"unlike_share": report["unlike_share"], "drifted": float(len(report["drifted"]))})
+            await self._maybe_retrain()
 
-    async def _alert(kind: str, cause: str, reason: str, at_ms: int, figures: dict | None = None) -> None:
+    async def _alert(self, kind: str, cause: str, reason: str, figures: dict | None = None) -> None:
         log.warning("alert: %s", reason)
-        record = {"pipeline": spec.name, "kind": kind, "model_id": None, "cause": cause, "reason": reason,
-                  "at": at_ms, "figures": figures or {}}
-        await alerts.send(key=spec.name.encode(), value=alert_codec.encode_as(record, settings.encoding))
+        record = {"pipeline": self.spec.name, "kind": kind, "model_id": None, "cause": cause, "reason": reason,
+                  "at": int(time.time() * 1000), "figures": figures or {}}
+        await self.producer.send_and_wait(self.topics.alerts, self.alert_codec.encode_as(record, self.settings.encoding),
+                                          key=self.spec.name.encode())
 
-    async def _maybe_retrain() -> None:
-        if not rules.auto_retrain or time.time() - state["retrained_at"] < rules.retrain_cooldown_s:
+    async def _maybe_retrain(self) -> None:
+        if not self.rules.auto_retrain or time.time() - self.retrained_at < self.rules.retrain_cooldown_s:
             return
         from tables.registry import read_registry
 
-        state["retrained_at"] = time.time()
-        registry = await read_registry(settings.bootstrap, topics.control)
+        self.retrained_at = time.time()
+        registry = await read_registry(self.settings.bootstrap, self.topics.control)
         champion = next((e["model_id"] for e in registry.values() if e["role"] == "champion"), None)
         if champion is None or registry[champion]["flavour"] not in ("sklearn", "xgboost"):
             log.warning("quality: decay, but the champion %s cannot be retrained in batch", champion)
             return
-        env = {**os.environ, "RDV_BROKER": settings.broker or "", "RDV_DATA_DIR": str(settings.data_dir)}
+        env = {**os.environ, "RDV_BROKER": self.settings.broker or "", "RDV_DATA_DIR": str(self.settings.data_dir)}
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streams.cli", "retrain", "--pipeline", spec.name, "--model", champion,
+            sys.executable, "-m", "streams.cli", "retrain", "--pipeline", self.spec.name, "--model", champion,
             "--auto-promote", "0.95", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await process.communicate()
         text = out.decode(errors="replace").strip()
         if process.returncode:  # e.g. too few labelled requests yet: try again in a minute, not a cooldown later
-            state["retrained_at"] = time.time() - rules.retrain_cooldown_s + 60
-        (log.warning if process.returncode == 0 else log.error)("quality: decay triggered `rendezvous retrain --model %s`: %s",
-                                                                champion, text[-800:])
-
-    @app.agent(inputs, name=f"{spec.name}-quality")
-    async def model_decay(stream):
-        """Model-decay alerts from the core (River detectors on feedback) join the window's verdict."""
-        async for event in stream.events():
-            try:
-                alert = alert_codec.decode(event.message.value)
-            except DecodeError:
-                continue
-            if alert["kind"] == "decay" and alert.get("model_id"):
-                state["model_alerts"].append(alert)
-
-    @app.timer(1.0, name=f"{spec.name}-quality-windows")
-    async def read_archive_files():
-        new = sorted(p for p in (folder / "archive").glob("*.parquet") if p.name not in seen)
-        if new:
-            frame = await asyncio.to_thread(_archived, new)
-            seen.update(p.name for p in new)
-            checked.parent.mkdir(parents=True, exist_ok=True)
-            checked.write_text("\n".join(sorted(seen)))
-            for features, at_ms in zip(frame["features"], frame["at_ms"]):
-                state["rows"].append(features)
-                state["times"].append(at_ms)
-                if len(state["rows"]) >= rules.window_rows:
-                    await close_window()
-        times = state["times"]
-        if times and len(times) >= rules.min_rows and max(times) - min(times) >= rules.window_s * 1000:
-            await close_window()
+            self.retrained_at = time.time() - self.rules.retrain_cooldown_s + 60
+        (log.warning if process.returncode == 0 else log.error)(
+            "quality: decay triggered `rendezvous retrain --model %s`: %s", champion, text[-800:])
 
 
-def _archived(files) -> pd.DataFrame:
+def _archived(files: list[Path]) -> pd.DataFrame:
     """Features (dicts) and arrival times (ms) of archived requests, in arrival order."""
-    import json
-
     import pyarrow.parquet as pq
 
     frame = pd.concat([pq.read_table(f, columns=["received_at", "features"]).to_pandas() for f in files])
     frame = frame.sort_values("received_at")
     return pd.DataFrame({"features": frame["features"].map(json.loads).to_numpy(),
                          "at_ms": frame["received_at"].dt.as_unit("ms").astype("int64").to_numpy()})
+
+
+def run(spec: PipelineSpec, settings: Settings) -> None:
+    """The quality worker's main: until SIGTERM or SIGINT."""
+    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    for name in ("aiokafka", "great_expectations"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    idle_priority()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await QualityWorker(spec, settings).run(stop)
+
+    asyncio.run(main())

@@ -3,7 +3,7 @@
 * ``core`` — decoy + rendezvous + feedback + REST, sharing one consumer of ``{p}.requests``;
 * ``group:<name>`` — a model group: its models score every request in micro-batches, and its
   online learners learn from ``{p}.examples``;
-* ``quality`` — the data-quality monitor (GX, drift, decay), at a lower CPU priority.
+(the ``quality`` worker is a plain asyncio service: :mod:`agents.quality`).
 """
 
 from __future__ import annotations
@@ -56,29 +56,14 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         server = rendezvous.register(app, spec, settings, topics, on_result=replies.resolve)
         feedback.register(app, spec, settings, topics, server)
         web_views.register(app, spec, settings, topics, replies)
-    elif role == "quality":
-        import os
-
-        from agents import quality
-
-        # off the hot path: SCHED_IDLE runs it only on CPU nobody else wants, so under load its
-        # windows wait instead of the answers (BENCHMARKS.md measures both); plain nice elsewhere
-        if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        else:
-            os.nice(19)
-        app.rdv_fetch_max_wait_ms = 500  # it consumes only {p}.alerts: no need to poll the broker 100 times a second
-        quality.register(app, spec, settings, topics)
     elif role.startswith("group:"):
-        from agents import model_runner
-
-        from agents import learner
+        from agents import learner, model_runner
 
         group = role.split(":", 1)[1]
         runner, view = model_runner.register(app, spec, settings, topics, group=group)
         learner.register(app, spec, settings, topics, group, runner, view)
     else:
-        raise ValueError(f"unknown role {role!r}: expected 'core', 'quality' or 'group:<name>'")
+        raise ValueError(f"unknown role {role!r}: expected 'core' or 'group:<name>' (the quality worker is no Faust app)")
     level = settings.log_level.upper()
 
     @app.task

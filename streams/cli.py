@@ -79,7 +79,8 @@ def kafka(port: int, log_dir: Path | None) -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--role", default="core", show_default=True, help="core (decoy + rendezvous + REST) or group:NAME.")
+@click.option("--role", default="core", show_default=True,
+              help="core (decoy + rendezvous + feedback + REST), group:NAME (a model group) or quality.")
 @_BROKER
 @_DATA
 def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> None:
@@ -95,6 +96,11 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
     from tables.registry import live_pipeline
 
     live = asyncio.run(live_pipeline(load_spec(spec), settings.bootstrap, settings.data_dir))
+    if role == "quality":  # not a Faust app: see agents/quality.py
+        from agents import quality
+
+        quality.run(live, settings)
+        return
     app = create_app(live, settings, role)
     faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 

@@ -31,6 +31,10 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int)
     console = Console(stderr=True)
     with console.status("training lr, xgb and a canary on River's Agrawal stream …"):
         spec = load_spec(train_demo_models(settings.data_dir / "demo", deadline_ms=deadline_ms))
+    if not settings.broker:  # a fresh in-memory broker: files of an earlier demo run belong to no pipeline now
+        import shutil
+
+        shutil.rmtree(settings.data_dir / spec.name, ignore_errors=True)
     with console.status("profiling the training data (reference for the quality monitor) …"):
         from features.reference import profile_training_data
 
