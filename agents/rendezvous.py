@@ -122,6 +122,23 @@ class Rendezvous:
         return out
 
     def on_score(self, score: dict, partition: int) -> list[tuple]:
+        return self.on_scores([score], partition)
+
+    def on_scores(self, scores: list[dict], partition: int) -> list[tuple]:
+        """Scores that arrived together (a model group's ScoreBatch): all are filed, then each
+        request they touch is decided once — the policy sees everything that arrived at that instant."""
+        touched: dict[str, dict] = {}
+        for score in scores:
+            box = self._file(score, partition)
+            if box is not None and box["opened_at"] is not None:
+                touched[score["request_id"]] = box
+        out = []
+        for rid, box in touched.items():
+            out += self._decide(rid, box)
+        return out
+
+    def _file(self, score: dict, partition: int) -> dict | None:
+        """File one score; the mailbox if it is still to be decided."""
         rid, model_id = score["request_id"], score["model_id"]
         self.alerts += self.fallback.scored(model_id, score["status"])
         box = self.mailboxes.get(rid)
@@ -134,11 +151,11 @@ class Rendezvous:
             self.book.scored(partition, {**score, "status": "late"})
             if box["done"] is not None:
                 file_score(box, score)  # in memory only: its feedback still counts for this model
-            return []
+            return None
         self.book.scored(partition, score)
         file_score(box, score)
         self.mailboxes.keep(rid, box)
-        return self._decide(rid, box) if box["opened_at"] is not None else []
+        return box
 
     def due(self) -> list[tuple]:
         """Decide every mailbox whose deadline passed, and every orphan.
@@ -315,10 +332,10 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                     record = requests_codec.decode(message.value, message.key)
                     out = server.on_request(record, message.partition, "avro" if message.value[:2] == MAGIC else "json")
                 else:
-                    out, now = [], time.time()
-                    for score in decode_scores(message.value, message.key):
+                    now, scores = time.time(), decode_scores(message.value, message.key)
+                    for score in scores:
                         scores_archive.add(score, now)
-                        out += server.on_score(score, message.partition)
+                    out = server.on_scores(scores, message.partition)
             except DecodeError as exc:
                 out = []
                 if not is_request:  # bad requests are reported once, by the decoy

@@ -152,6 +152,7 @@ class PipelineClient:
                 seen |= {m for scores in self.received.scores.values() for m, s in scores.items() if s["status"] == "ok"}
                 if wanted <= seen and self.received.results[rid]["status"] == "ok":
                     return
+                await asyncio.sleep(0.5)  # answered, not ready yet: do not flood a pipeline that is still joining
         raise TimeoutError(f"pipeline {self.topics.pipeline} did not answer a probe within {timeout_s:.0f} s")
 
     def latencies_ms(self, ids: Iterable[str]) -> list[float]:

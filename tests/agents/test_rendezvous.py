@@ -305,3 +305,10 @@ def test_feedback__a_model_whose_errors_jump_raises_a_decay_alert(clock):
         server.on_feedback({"request_id": f"r{i}", "label": 1}, 0, {"x": 1.0})
     decay = [a for a in server.alerts if a["kind"] == "decay"]
     assert decay and {a["model_id"] for a in decay} == {"a"} and decay[0]["cause"] in ("adwin", "page_hinkley")
+
+
+def test_rendezvous__scores_that_arrive_together_are_all_filed_before_deciding(server):
+    server.on_request(request("r1"), 0)
+    [(_, _, result)] = server.on_scores([score("r1", "a"), score("r1", "b"), score("r1", "c")], 0)
+    assert result["model_id"] == "a" and {s["model_id"] for s in result["scores"]} == {"a", "b", "c"}
+    assert server.on_scores([score("r1", "b")], 0) == [] and server.late["b"] == 1
