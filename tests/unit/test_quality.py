@@ -1,7 +1,6 @@
 """Reference profile, GX suite, drift statistics, decay verdict — and the proof on Agrawal, small."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from benchmarks.quality import FEATURES, agrawal_frame, run_quality
