@@ -27,6 +27,7 @@ import faust
 from faust.types import EventT
 
 from pipelines.flavours import Model, load_model
+from pipelines.flavours.base import score_record
 from pipelines.registry import ArtifactStore, live_spec
 from pipelines.spec import ModelSpec, PipelineSpec
 from schemas.codec import DecodeError, codec_for
@@ -70,14 +71,8 @@ class ModelGroup:
                 log.exception("model %s failed on a batch of %d", model.spec.id, len(rows))
                 outcomes = [(None, None, f"{type(exc).__name__}: {exc}")] * len(rows)
             latency_ms = (time.perf_counter() - started) * 1000.0
-            for (record, partition), (prediction, probabilities, error) in zip(decoded, outcomes):
-                score = {
-                    "request_id": record["request_id"], "model_id": model.spec.id,
-                    "model_version": model.spec.version, "role": model.spec.role,
-                    "prediction": prediction, "probabilities": probabilities, "latency_ms": latency_ms,
-                    "status": "error" if error else "ok", "error": error,
-                }
-                out.setdefault(partition, []).append(score)
+            for (record, partition), outcome in zip(decoded, outcomes):
+                out.setdefault(partition, []).append(score_record(model.spec, record["request_id"], outcome, latency_ms))
         return out
 
     def encode(self, scores: list[dict]) -> bytes:

@@ -139,6 +139,7 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
 
     from agents.rendezvous import Rendezvous
     from pipelines.flavours import river as river_flavour, sklearn as sk_flavour, xgboost as xgb_flavour
+    from pipelines.flavours.base import score_record
     from tables.mailboxes import DictStore
 
     artifacts = artifacts or train_models()
@@ -157,10 +158,8 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
         out = server.on_request({"request_id": rid, "features": features, "deadline_ms": None, "tenant": None,
                                  "reply_to": None, "sent_at": None}, 0)
         for model in models:
-            prediction, probabilities, error = model.score_batch([features])[0]
-            score = {"request_id": rid, "model_id": model.spec.id, "model_version": model.spec.version,
-                     "role": model.spec.role, "prediction": prediction, "probabilities": probabilities,
-                     "latency_ms": 0.1, "status": "error" if error else "ok", "error": error}
+            score = score_record(model.spec, rid, model.score_batch([features])[0], latency_ms=0.1)
+            prediction = score["prediction"]
             out += server.on_score(score, 0)
             if model is learner:
                 run.learner_right.append(str(prediction) == str(label))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agents.rendezvous import Rendezvous
 from pipelines.flavours import load_model
+from pipelines.flavours.base import score_record
 from pipelines.spec import PipelineSpec, load_spec
 from pipelines.train import agrawal_rows, train_demo_models
 from schemas.codec import codec_for
@@ -51,10 +52,7 @@ def run_sample(data_dir: Path, n: int = 2000, n_train: int = 3000, seed: int = 1
         archive.add(request, codec.encode(request), i % spec.partitions, i, now_s)
         out = server.on_request(request, i % spec.partitions)
         for model in models:
-            prediction, probabilities, error = model.score_batch([features])[0]
-            score = {"request_id": rid, "model_id": model.spec.id, "model_version": model.spec.version,
-                     "role": model.spec.role, "prediction": prediction, "probabilities": probabilities,
-                     "latency_ms": 0.2, "status": "error" if error else "ok", "error": error}
+            score = score_record(model.spec, rid, model.score_batch([features])[0], latency_ms=0.2)
             scores.add(score, now_s)
             out += server.on_score(score, i % spec.partitions)
         results += [record for _, _, record in out]

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipelines.spec import ModelSpec
 
-__all__ = ["ArtifactError", "Model", "Outcome", "sha256_of", "verify_artifact"]
+__all__ = ["ArtifactError", "Model", "Outcome", "score_record", "sha256_of", "verify_artifact"]
 
 
 class ArtifactError(RuntimeError):
@@ -22,6 +22,14 @@ class Outcome(NamedTuple):
     prediction: Any
     probabilities: dict[str, float] | None
     error: str | None
+
+
+def score_record(spec: ModelSpec, request_id: str, outcome: "Outcome", latency_ms: float) -> dict:
+    """The Score (``schemas/avro/Score.avsc``) of one model's outcome for one request."""
+    prediction, probabilities, error = outcome
+    return {"request_id": request_id, "model_id": spec.id, "model_version": spec.version, "role": spec.role,
+            "prediction": prediction, "probabilities": probabilities, "latency_ms": latency_ms,
+            "status": "error" if error else "ok", "error": error}
 
 
 def sha256_of(path: Path) -> str:
