@@ -20,7 +20,7 @@ def test_compose__kafka_is_official_image_in_kraft_mode():
 
 def test_compose__worker_commands_exist_in_our_cli():
     workers = {n: s for n, s in COMPOSE["services"].items() if n != "kafka"}
-    assert {"core", "group-boosted", "group-linear"} <= set(workers)
+    assert {"core", "group-boosted", "group-linear", "quality"} <= set(workers)
     for name, service in workers.items():
         command = service["command"]
         assert command[0] == "rendezvous" and command[1] in main.commands, name
