@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 async def dead_letter(dlq: TopicT, pipeline: str, event: EventT, reason: str, stage: str) -> None:
     """Publish the event's original bytes and the reason; never raises into the agent loop."""
+    metrics = getattr(event.app, "rdv_metrics", None)  # the core's /metrics counts dead letters by stage
+    if metrics is not None:
+        metrics.dead_letter(stage)
     message = event.message
     payload = message.value if isinstance(message.value, bytes) else b""
     record = {

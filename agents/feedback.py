@@ -77,6 +77,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         for alert in pending:
             record = {"pipeline": spec.name, "at": int(time.time() * 1000), "figures": {}, **alert}
             log.warning("alert: %s", record["reason"])
+            server.metrics.alert(record)
             await alerts.send(key=(alert.get("model_id") or spec.name).encode(),
                               value=alert_codec.encode_as(record, settings.encoding))
 

@@ -27,6 +27,7 @@ from pipelines.registry import ArtifactStore, live_spec
 from pipelines.retrain import beats
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAGIC, DecodeError, codec_for, decode_scores
+from streams.metrics import PipelineMetrics
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 from tables.mailboxes import (DictStore, TableStore, close_mailbox, file_score, is_open, new_mailbox,
@@ -56,8 +57,9 @@ class Rendezvous:
     """
 
     def __init__(self, spec: PipelineSpec, mailboxes: DictStore, clock: Callable[[], float] = wall_clock_ms,
-                 miss_limit: int = 3, orphan_grace_ms: float = 2000.0) -> None:
+                 miss_limit: int = 3, orphan_grace_ms: float = 2000.0, metrics: PipelineMetrics | None = None) -> None:
         self.spec = spec
+        self.metrics = metrics or PipelineMetrics(spec.name)
         self.mailboxes = mailboxes
         self.clock = clock
         self.book = ScoreBook(spec.task, spec.fallback.window)
@@ -104,8 +106,10 @@ class Rendezvous:
         box = self.mailboxes.get(rid) or new_mailbox(partition)
         if box["opened_at"] is not None or rid in self.answered:
             self.stats["duplicate_requests"] += 1
+            self.metrics.request(duplicate=True)
             return []
         self.stats["requests"] += 1
+        self.metrics.request()
         open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
         box["meta"]["encoding"] = encoding
         box["meta"]["ranking"] = list(self.policy.order(request["features"], self.fallback.set_aside))
@@ -146,7 +150,9 @@ class Rendezvous:
             box = new_mailbox(partition)
             # if the request itself never shows up, its scores answer it (see due())
             heapq.heappush(self._orphans, (self.clock() + self.orphan_grace_ms, rid))
-        if box["done"] is not None or rid in self.answered:
+        late = box["done"] is not None or rid in self.answered
+        self.metrics.scored(score, late)
+        if late:
             self.late[model_id] += 1
             self.book.scored(partition, {**score, "status": "late"})
             if box["done"] is not None:
@@ -199,17 +205,21 @@ class Rendezvous:
         box = self.mailboxes.get(rid)
         if box is None or box["opened_at"] is None:
             self.stats["feedback_unknown"] += 1
+            self.metrics.feedback("unknown")
             return None, (f"feedback for unknown request {rid!r}: no request with this id was seen on this "
                           f"partition in the last {self.spec.feedback_ttl_s} s (feedback_ttl_s)")
         age_s = (self.clock() - box["opened_at"]) / 1000.0
         if age_s > self.spec.feedback_ttl_s:
             self.stats["feedback_expired"] += 1
+            self.metrics.feedback("expired")
             return None, f"feedback for expired request {rid!r}: it arrived {age_s:.0f} s after the request; feedback_ttl_s is {self.spec.feedback_ttl_s}"
         if box.get("labelled"):
             self.stats["feedback_duplicate"] += 1
+            self.metrics.feedback("duplicate")
             return None, f"feedback for request {rid!r} was already received; the first label counts"
         box["labelled"] = True
         self.stats["feedback"] += 1
+        self.metrics.feedback("joined")
         label = feedback["label"]
         rewards = self.book.labelled(partition, label, box["scores"], box.get("chosen"), self.canary)
         ranking = box["meta"].get("ranking")
@@ -265,6 +275,7 @@ class Rendezvous:
         if decision is None:
             return []
         if decision.missing:
+            self.metrics.missed(decision.missing)
             self.alerts += self.fallback.missed(decision.missing)
         self.stats[f"results_{decision.status}"] += 1
         record = result_record(rid, box, decision, self.policy.name, now)
@@ -273,6 +284,7 @@ class Rendezvous:
         if box["meta"].get("orphan"):
             record["reason"] = f"the request never reached the rendezvous, answered from its scores: {record['reason']}"
         close_mailbox(box, decision)
+        self.metrics.result(record, decision.score.role if decision.score else None)
         return [(rid, box["partition"], record)]
 
 
@@ -283,7 +295,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
     table = app.Table(topics.table("mailboxes"), partitions=spec.partitions)  # JSON keys and values
     store = TableStore(table)
-    server = Rendezvous(spec, store, miss_limit=settings.miss_limit, orphan_grace_ms=settings.orphan_grace_ms)
+    server = Rendezvous(spec, store, miss_limit=settings.miss_limit, orphan_grace_ms=settings.orphan_grace_ms,
+                        metrics=app.rdv_metrics)
     artifacts = ArtifactStore(settings.data_dir / "registry")
     scores_archive = ScoreArchive(settings.data_dir / spec.name / "scores", settings.archive_flush_rows)
 

@@ -51,6 +51,9 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         from agents import decoy, feedback, rendezvous
         from streams import web as web_views
 
+        from streams.metrics import PipelineMetrics
+
+        app.rdv_metrics = PipelineMetrics(spec.name)
         replies = web_views.ReplyBoard()
         decoy.register(app, spec, settings, topics)
         server = rendezvous.register(app, spec, settings, topics, on_result=replies.resolve)

@@ -1,5 +1,5 @@
 """REST: ``POST /v1/{pipeline}/predict`` answers within the deadline; ``GET /v1/health``;
-``GET /v1/{pipeline}/models`` (every model's score state).
+``GET /v1/{pipeline}/models`` (every model's score state); ``GET /metrics`` (Prometheus).
 
 The view sends the request to ``{p}.requests`` like any producer and waits on a future that
 the rendezvous resolves when it publishes the Result (same worker: the core app owns the
@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 
 from pipelines.spec import PipelineSpec
 from schemas.codec import DecodeError, codec_for
+from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, PipelineMetrics, state_gauges
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 
@@ -81,6 +82,26 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                                           "set_aside": server.fallback.reasons.get(m.id) or None,
                                           "bandit_pulls": pulls.get(m.id), **summary.get(m.id, {})}
                                          for m in server.spec.models]})
+
+    lag = LagMonitor(settings.bootstrap, {
+        topics.app_id("core"): [topics.requests, topics.scores, topics.feedback],
+        **{topics.app_id(f"group:{g}"): [topics.requests, topics.examples] for g in spec.groups},
+    })
+    quality_dir = settings.data_dir / spec.name / "quality"
+    metrics: PipelineMetrics = app.rdv_metrics
+    metrics.state = lambda: state_gauges(app.rdv_rendezvous, lag, quality_dir) if hasattr(app, "rdv_rendezvous") else ()
+
+    @app.task
+    async def measure_lag():
+        await lag.run()
+
+    @app.page("/metrics")
+    class Metrics(View):
+        """Prometheus text format: requests, results, latencies, models, lag, data quality."""
+
+        async def get(self, request: Request) -> Response:
+            body = await asyncio.to_thread(metrics.render)
+            return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/v1/{pipeline}/predict")
     class Predict(View):

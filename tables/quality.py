@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-__all__ = ["QualityTable", "read_quality"]
+__all__ = ["QualityTable", "last_window", "read_quality"]
 
 
 class QualityTable:
@@ -31,3 +31,20 @@ def read_quality(directory: Path) -> pd.DataFrame:
     for column in ("window_start", "window_end"):
         frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
     return frame.sort_values("window_start").reset_index(drop=True)
+
+
+def last_window(directory: Path, tail_bytes: int = 65536) -> dict | None:
+    """The newest window, reading only the end of the file (``/metrics`` calls this on every scrape)."""
+    path = Path(directory) / "windows.jsonl"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - tail_bytes))
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except ValueError:  # the first, cut line of the tail, or a line being written
+            continue
+    return None

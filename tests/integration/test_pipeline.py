@@ -147,6 +147,35 @@ def test_pipeline__rest_predict_round_trip(broker, trained, tmp_path, run):
             late = http.post(f"/v1/{stack.spec.name}/predict", json={"features": features, "deadline_ms": 300})
             assert late.status_code == 504, late.text
             assert late.json()["status"] == "timeout" and "deadline passed" in late.json()["reason"]
+            # /metrics in Prometheus format; consumer lag is measured every few seconds, so wait for it
+            lagged = run(_wait(lambda: _metrics(http).get(("rendezvous_consumer_lag", f"rdv-{stack.spec.name}-core",
+                                                           f"{stack.spec.name}.requests")) is not None, 30))
+            metrics = _metrics(http)
+    assert lagged, sorted(k for k in metrics if k[0] == "rendezvous_consumer_lag")
+    assert metrics[("rendezvous_results_total", "ok")] >= 1 and metrics[("rendezvous_results_total", "timeout")] == 1
+    assert metrics[("rendezvous_score_latency_seconds_count", "xgb")] >= 1
+    assert metrics[("rendezvous_answers_total", "xgb")] >= 1
+    assert metrics[("rendezvous_deadline_misses_total", "xgb")] == 1
+
+
+def _metrics(http) -> dict[tuple, float]:
+    """``(name, model or group or status) -> value`` summed over the other labels; lag by (group, topic)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = http.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    out = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = sample.labels
+            key = labels.get("model") or labels.get("group") or labels.get("status")
+            if sample.name == "rendezvous_consumer_lag":
+                out[(sample.name, labels["group"], labels["topic"])] = sample.value
+            elif sample.name.endswith("_bucket"):
+                continue
+            else:
+                out[(sample.name, key)] = out.get((sample.name, key), 0) + sample.value
+    return out
 
 
 async def _ready_then_close(stack):

@@ -8,7 +8,9 @@ from click.testing import CliRunner
 from streams.cli import main
 from streams.settings import Settings
 
-COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
+ROOT = Path(__file__).parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+OTHERS = {"kafka", "prometheus", "grafana"}  # not ours
 
 
 def test_compose__kafka_is_official_image_in_kraft_mode():
@@ -19,7 +21,7 @@ def test_compose__kafka_is_official_image_in_kraft_mode():
 
 
 def test_compose__worker_commands_exist_in_our_cli():
-    workers = {n: s for n, s in COMPOSE["services"].items() if n != "kafka"}
+    workers = {n: s for n, s in COMPOSE["services"].items() if n not in OTHERS}
     assert {"core", "group-boosted", "group-linear", "quality"} <= set(workers)
     for name, service in workers.items():
         command = service["command"]
@@ -33,6 +35,21 @@ def test_compose__worker_commands_exist_in_our_cli():
 def test_compose__env_variables_are_ones_we_read():
     known = {f"RDV_{f.upper()}" for f in Settings.__dataclass_fields__}
     for name, service in COMPOSE["services"].items():
-        if name == "kafka":
+        if name in OTHERS:
             continue
         assert set(service["environment"]) <= known, name
+
+
+def test_compose__prometheus_scrapes_the_core_and_grafana_gets_the_dashboard():
+    services = COMPOSE["services"]
+    mounted = {v.split(":")[0]: v.split(":")[1] for name in ("prometheus", "grafana") for v in services[name]["volumes"]}
+    for source in mounted:
+        assert (ROOT / source).exists(), source
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    [target] = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host in services and services[host]["command"][-1] == "core"
+    assert f"{port}:{port}" in services[host]["ports"]
+    assert services["core"]["environment"]["RDV_WEB_HOST"] == "0.0.0.0"
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/rendezvous.yml").read_text())
+    assert mounted["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
