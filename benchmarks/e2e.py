@@ -40,28 +40,42 @@ START, END = "<!-- e2e:start -->", "<!-- e2e:end -->"
 WARMUP_S = {"kafka": 20.0, "embedded": 2.0}
 
 
+async def measure_rate(client: PipelineClient, pool: list[dict], rate: float, duration_s: float, slo_ms: float) -> dict:
+    """Offer ``rate`` requests/s for ``duration_s`` (open loop) and wait for every Result."""
+    n = max(1, int(rate * duration_s))
+    started = time.perf_counter()
+    ids = await client.run_load((pool[i % len(pool)] for i in range(n)), rate)
+    offered = n / (time.perf_counter() - started)
+    missing = await client.wait_results(ids, timeout_s=30)
+    lat = client.latencies_ms(ids)
+    statuses = [client.received.results[i]["status"] for i in ids if i in client.received.results]
+    row = {"rate": rate, "offered": offered, "n": n, "lost": len(missing), "timeouts": statuses.count("timeout"),
+           "p50": percentile(lat, 50), "p99": percentile(lat, 99), "p999": percentile(lat, 99.9),
+           "duplicates": client.received.duplicates}
+    row["sustained"] = row["lost"] == 0 and row["timeouts"] <= 0.01 * n and row["p99"] <= slo_ms
+    return row
+
+
+def describe(row: dict) -> str:
+    return (f"  {row['rate']:>6.0f}/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms  p99.9 {row['p999']:6.1f} ms"
+            f"  timeouts {row.get('timeouts', 0)}  lost {row['lost']}  {'ok' if row['sustained'] else 'NOT sustained'}")
+
+
+async def warm_up(stack: Stack, client: PipelineClient, pool: list[dict], warmup_s: float) -> None:
+    await stack.wait_ready(client)
+    warm = await client.run_load((pool[i % len(pool)] for i in range(int(200 * warmup_s))), 200.0)
+    await client.wait_results(warm, timeout_s=30)
+
+
 async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: float, warmup_s: float,
                    log) -> list[dict]:
     pool = [x for x, _ in agrawal_rows(20_000, seed=77)]
     rows_out = []
     async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
-        await stack.wait_ready(client)
-        warm = await client.run_load((pool[i % len(pool)] for i in range(int(200 * warmup_s))), 200.0)
-        await client.wait_results(warm, timeout_s=30)
+        await warm_up(stack, client, pool, warmup_s)
         for rate in rates:
-            n = int(rate * duration_s)
-            started = time.perf_counter()
-            ids = await client.run_load((pool[i % len(pool)] for i in range(n)), rate)
-            offered = n / (time.perf_counter() - started)
-            missing = await client.wait_results(ids, timeout_s=30)
-            lat = client.latencies_ms(ids)
-            statuses = [client.received.results[i]["status"] for i in ids if i in client.received.results]
-            row = {"rate": rate, "offered": offered, "n": n, "lost": len(missing),
-                   "timeouts": statuses.count("timeout"), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
-                   "p999": percentile(lat, 99.9), "duplicates": client.received.duplicates}
-            row["sustained"] = row["lost"] == 0 and row["timeouts"] <= 0.01 * n and row["p99"] <= slo_ms
-            log(f"  {rate:>6.0f}/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms  p99.9 {row['p999']:6.1f} ms"
-                f"  timeouts {row['timeouts']}  lost {row['lost']}  {'ok' if row['sustained'] else 'NOT sustained'}")
+            row = await measure_rate(client, pool, rate, duration_s, slo_ms)
+            log(describe(row))
             rows_out.append(row)
             if row["lost"] or row["p99"] > 5 * slo_ms:  # far past saturation: higher rates say nothing new
                 break

@@ -46,11 +46,13 @@ def _matrix(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_000,
-                      deadline_ms: int = 100, partitions: int = 4, seed: int = 1, groups: int = 2) -> Path:
+                      deadline_ms: int = 100, partitions: int = 4, seed: int = 1, groups: int = 2,
+                      river: bool = False) -> Path:
     """Train lr, xgb and canary into ``out_dir/models`` and write ``out_dir/<pipeline>.yaml``.
 
     ``groups=2``: xgb in group ``boosted``, lr and the canary in group ``linear`` (two workers);
     ``groups=1``: all three in one group ``all`` (one worker, fewer processes on a small machine).
+    ``river=True`` adds the River model as a fourth live model (challenger, group ``river`` or ``all``).
     """
     models_dir = out_dir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,8 @@ def train_demo_models(out_dir: Path, pipeline: str = "loans", n_train: int = 20_
             entry("canary", "sklearn", "canary.skops", "canary", "linear" if groups == 2 else "all", 9),
         ],
     }
+    if river:
+        spec["models"].insert(2, entry("river", "river", "river.pkl", "challenger", "river" if groups == 2 else "all", 2))
     path = out_dir / f"{pipeline}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
