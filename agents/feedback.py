@@ -44,12 +44,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
     table = app.Table(topics.table("scorestate"), partitions=spec.partitions)
     store = TableScoreStore(server.book, table)
-    feedback_codec, request_codec = codec_for("Feedback"), codec_for("Request")
+    feedback_codec = codec_for("Feedback")
     example_codec, alert_codec = codec_for("Example"), codec_for("Alert")
-
-    def features_of(request_id: str):
-        raw = app.rdv_archive_table.get(request_id.encode())
-        return request_codec.decode(raw)["features"] if raw else None
 
     @app.agent(feedback, name=f"{spec.name}-feedback")
     async def learn(stream):
@@ -57,7 +53,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             message = event.message
             try:
                 record = feedback_codec.decode(message.value, message.key)
-                example, refused = server.on_feedback(record, message.partition, features_of(record["request_id"]))
+                example, refused = server.on_feedback(record, message.partition)
             except DecodeError as exc:
                 await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
                 continue

@@ -19,6 +19,7 @@ from typing import Callable
 
 import faust
 
+from agents.decoy import archive_request
 from agents.dlq import dead_letter
 from features.decay import ErrorDrift
 from pipelines.fallback import Fallback
@@ -194,12 +195,12 @@ class Rendezvous:
                 out += self._decide(rid, box, now)
         return out
 
-    def on_feedback(self, feedback: dict, partition: int, features: dict | None) -> tuple[dict | None, str | None]:
+    def on_feedback(self, feedback: dict, partition: int, features: dict | None = None) -> tuple[dict | None, str | None]:
         """A label for an answered request: (labelled example for online learners, or why it is refused).
 
         Joins the label with every score the request got and the answer returned; updates the
         score state, the policy (a bandit's delayed reward) and the fallback rule. ``features``:
-        the request as archived by the decoy (``None`` if the archive lost it).
+        the request as the models saw it; by default the mailbox's copy (``None`` for an orphan).
         """
         rid = feedback["request_id"]
         box = self.mailboxes.get(rid)
@@ -218,6 +219,7 @@ class Rendezvous:
             self.metrics.feedback("duplicate")
             return None, f"feedback for request {rid!r} was already received; the first label counts"
         box["labelled"] = True
+        features = box.get("features") if features is None else features
         self.stats["feedback"] += 1
         self.metrics.feedback("joined")
         label = feedback["label"]
@@ -257,7 +259,7 @@ class Rendezvous:
 
     def confirm(self, request_id: str) -> None:
         """The Result of ``request_id`` went to the producer: write its closed mailbox durably."""
-        self.mailboxes.save(request_id, self.mailboxes.get(request_id))
+        self.mailboxes.save(request_id, self.mailboxes.get(request_id), final=True)
 
     def recover(self) -> int:
         """Re-arm the deadlines of open mailboxes (after a restart or a rebalance)."""
@@ -326,23 +328,27 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     requests_codec, results_codec = codec_for("Request"), codec_for("Result")
 
     async def publish(out: list[tuple]) -> None:
-        """Results to the producer, then the mailbox writes: all queued there before the
-        event that caused them is acknowledged (so before its offset can be committed)."""
+        """Results to the producer, then their closed mailboxes (open ones wait for the commit hook)."""
         for rid, partition, record in out:
             encoding = server.encoding_of(rid, settings.encoding)
             await results.send(key=rid.encode(), value=results_codec.encode_as(record, encoding), partition=partition)
             server.confirm(rid)
             on_result(record)
-        await store.flush()
+        await store.flush(final_only=True)
+
+    # every open mailbox is handed to the producer before Faust flushes it and commits offsets
+    app.rdv_before_commit.append(store.flush)
+
+    archive = app.rdv_archive  # the decoy's Parquet archive (agents/decoy.py)
 
     @app.agent(inputs, name=f"{spec.name}-rendezvous")
     async def rendezvous(stream):
         async for event in stream.events():
             message = event.message
-            is_request = message.topic == topics.requests
             try:
-                if is_request:
+                if message.topic == topics.requests:
                     record = requests_codec.decode(message.value, message.key)
+                    archive_request(archive, record, message)  # the decoy: archived before anything else
                     out = server.on_request(record, message.partition, "avro" if message.value[:2] == MAGIC else "json")
                 else:
                     now, scores = time.time(), decode_scores(message.value, message.key)
@@ -351,8 +357,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                     out = server.on_scores(scores, message.partition)
             except DecodeError as exc:
                 out = []
-                if not is_request:  # bad requests are reported once, by the decoy
-                    await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
+                await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
             except Exception as exc:  # never drop an event silently
                 out = []
                 log.exception("rendezvous failed on %s@%s", message.topic, message.offset)
@@ -382,6 +387,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.on_before_shutdown.connect
     async def _report(app, **kwargs):
+        await store.flush()
         open_boxes = [(rid, box["deadline_at"]) for rid, box in store.items() if is_open(box)]
         log.info("rendezvous: stopping with %d open mailboxes (%s), %d writes queued, stats %s", len(open_boxes),
                  ", ".join(f"{rid} due {at - wall_clock_ms():+.0f} ms" for rid, at in open_boxes[:3]),

@@ -34,6 +34,7 @@ from benchmarks import e2e, rawpipe
 from benchmarks.peer import HttpLoad
 from pipelines.spec import load_spec
 from pipelines.train import agrawal_rows, train_demo_models
+from streams.app import tune_gc
 from streams.brokers import KAFKA_VERSION, EmbeddedBroker, KafkaBroker, free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
@@ -263,6 +264,7 @@ def main(argv=None) -> None:
                                           river=True)
             spec = load_spec(spec_path)
             settings = replace(Settings.from_env(), broker=broker.url, data_dir=work / "data", web_port=free_port())
+            tune_gc()  # the load generator too: a full collection would pause it mid-measurement
             if "raw" in systems:
                 print("(a) the limit: raw aiokafka consume -> produce")
                 runs["raw"] = run_raw(settings.bootstrap, spec.partitions, rates, args.duration_s, args.slo_ms,

@@ -39,6 +39,9 @@ def create_app(spec_path: str | None = None):
     models = [load_model(m) for m in sorted(spec.models, key=lambda m: m.preference)]
     answering = {m.id for m in spec.models if m.role != "canary"}
     app = FastAPI(title=f"{spec.name} ensemble (REST peer)")
+    from streams.app import tune_gc
+
+    tune_gc()  # the same collector tuning as our workers: the peer at its best
 
     @app.post("/predict")
     async def predict(body: Body) -> dict:

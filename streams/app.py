@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import faust
@@ -16,7 +17,20 @@ from pipelines.spec import PipelineSpec
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "tune_gc"]
+
+
+def tune_gc() -> None:
+    """Call once everything long-lived is loaded (libraries, models, the app): the collector
+    stops scanning it, and collects young objects less often.
+
+    Measured (issue 6, Kafka, 500 requests/s): without this, full collections paused the core
+    for up to 224 ms and a model group for up to 102 ms — they traversed every object of
+    pandas, scikit-learn, Great Expectations and Faust each time — and made the p99.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **conf) -> faust.App:
@@ -47,6 +61,8 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         **conf,
     )
     app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.rdv_fetch_min_bytes = settings.fetch_min_bytes
+    app.rdv_before_commit = []  # coroutines run before every offset commit (streams/transport.py)
     if role == "core":
         from agents import decoy, feedback, rendezvous
         from streams import web as web_views

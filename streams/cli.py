@@ -88,7 +88,7 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
     import faust
 
     from pipelines.spec import load_spec
-    from streams.app import create_app
+    from streams.app import create_app, tune_gc
 
     settings = Settings.from_env(broker=broker, data_dir=data_dir)
     if not settings.broker:
@@ -99,9 +99,11 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
     if role == "quality":  # not a Faust app: see agents/quality.py
         from agents import quality
 
+        tune_gc()
         quality.run(live, settings)
         return
     app = create_app(live, settings, role)
+    tune_gc()
     faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 

@@ -28,6 +28,7 @@ class Settings:
     data_dir: Path = Path("data")        # archive, models, reports
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
     fetch_max_wait_ms: int = 10          # consumer fetch wait: Tansu waits this long on every fetch
+    fetch_min_bytes: int = 1             # Kafka holds a fetch until this much data (or the wait) is there
     linger_ms: float = 0.0               # producer linger: batches sends into fewer broker requests
     rebalance_timeout_s: float = 3.0     # group join time on a fresh group
     session_timeout_s: float = 10.0

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 __all__ = ["PipelineTopics", "TopicMismatch", "ensure_topics"]
 
 ROLES = ("requests", "scores", "results", "feedback", "examples", "control", "quality", "alerts", "dlq")
-TABLES = ("mailboxes", "archive", "scorestate")  # the core app's changelog-backed tables
+TABLES = ("mailboxes", "scorestate")  # the core app's changelog-backed tables
 
 
 class TopicMismatch(RuntimeError):

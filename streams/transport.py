@@ -30,12 +30,20 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # aiokafka keeps the constructor argument here and hands it to its fetcher at
         # start(); tests/unit/test_transport.py fails if a release renames it.
         consumer._fetch_max_wait_ms = getattr(self.app, "rdv_fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
+        consumer._fetch_min_bytes = getattr(self.app, "rdv_fetch_min_bytes", 1)
         return consumer
 
 
 class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
+        """Run the app's pre-commit hooks (they hand state writes to the producer), then Faust
+        flushes the producer and commits: nothing an offset covers is only in memory."""
+        for hook in getattr(self.app, "rdv_before_commit", ()):
+            await hook()
+        return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
     def ack(self, message) -> bool:
         """Mark ``message`` safe to commit — unless acknowledged while the flow is suspended (see 2. above)."""

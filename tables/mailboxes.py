@@ -12,9 +12,9 @@ A mailbox is a small JSON-able dict kept in a changelog-backed Faust table keyed
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
+import asyncio
 import json
+from typing import Any, Mapping
 
 from pipelines.policies import Decision, ScoreView
 
@@ -33,6 +33,7 @@ def open_mailbox(box: dict, request: Mapping[str, Any], now_ms: float, default_d
     box["opened_at"] = now_ms
     box["deadline_at"] = now_ms + deadline_ms
     box["meta"] = {k: request.get(k) for k in ("tenant", "reply_to", "sent_at")}
+    box["features"] = request.get("features")  # as the models saw them: what feedback is joined with
     return box
 
 
@@ -88,47 +89,65 @@ class DictStore:
     def keep(self, request_id: str, box: dict) -> None:
         self.data[request_id] = box
 
-    save = keep
+    def save(self, request_id: str, box: dict, final: bool = False) -> None:
+        self.data[request_id] = box
 
     def items(self):
         return self.data.items()
 
-    async def flush(self) -> None:
+    async def flush(self, final_only: bool = False) -> None:
         """Durable writes are immediate here."""
 
 
 class TableStore(DictStore):
-    """Mailboxes in a changelog-backed Faust table.
+    """Mailboxes in a changelog-backed Faust table, written to the changelog as late as is safe.
 
-    ``keep`` updates only the worker's memory: a mailbox is written to the changelog when it
-    opens and once its Result is out, not for every score filed in between — after a crash an
-    open mailbox is restored and answered by its deadline with whatever arrives, and a closed
-    one stays closed.
+    ``keep`` updates only the worker's memory. ``save`` marks a mailbox for the changelog; a
+    mailbox saved again before it was written is written once, in its latest state. Two
+    kinds of write:
 
-    ``save`` serializes the mailbox *now* (Faust's ``table[key] = value`` serializes it only
-    when its buffer drains; by then the mailbox may have been closed in memory — CI caught
-    that loss) and queues it; :meth:`flush` hands the queue to the producer, and the agent
-    awaits it before moving to the next event. That order is what makes an offset commit safe:
-    Faust flushes the producer before it commits, but its own send buffer (``send_soon``, what
-    ``table[key] = value`` and ``send_changelog`` use) only "best effort", giving up after
-    100 ms — a request whose offset was committed while its open mailbox still sat in that
-    buffer was lost across a restart (CI caught that too). Sent with an explicit partition,
-    a save also works outside any event (the deadline timer).
+    * **final** — closed, its Result already handed to the producer (``save(..., final=True)``,
+      from ``Rendezvous.confirm``). Written by ``flush(final_only=True)`` after every event, so
+      a restart never answers it again.
+    * **open** — a request that is waiting. It must be durable before the request's offset is
+      committed, and no sooner: ``flush()`` writes it from the worker's commit hook, just
+      before Faust flushes the producer and commits (streams/transport.py). A mailbox that
+      opens and closes between two commits — nearly all of them, with deadlines of ~100 ms
+      and a commit every 0.5 s — costs one changelog message instead of two.
+
+    A mailbox closed in memory whose Result is not out yet is written as *open* (a copy with
+    ``done`` cleared): were the worker to stop before the Result left, the changelog must not
+    say "answered" (CI once lost requests exactly so). Values are serialized at flush and sent
+    with an explicit partition (the request's), so timers can save outside any event.
     """
 
     def __init__(self, table) -> None:
         super().__init__(table.data)
         self.table = table
-        self.pending: list[tuple[int, str, bytes]] = []
+        self.pending: dict[str, bool] = {}  # request_id -> final; insertion-ordered
+        self.written = 0
+        self._flushing = asyncio.Lock()
 
-    def save(self, request_id: str, box: dict) -> None:
+    def save(self, request_id: str, box: dict, final: bool = False) -> None:
         self.data[request_id] = box
-        self.pending.append((box["partition"], request_id, json.dumps(box, separators=(",", ":")).encode()))
+        self.pending.pop(request_id, None)  # re-inserted: written after anything saved before it
+        self.pending[request_id] = final
 
-    async def flush(self) -> None:
-        """Hand every queued snapshot to the producer (in order); returns once they are queued there."""
-        pending, self.pending = self.pending, []
-        topic = self.table.changelog_topic
-        for partition, key, value in pending:
-            await topic.send(key=key, value=value, partition=partition,
-                             key_serializer=self.table.key_serializer, value_serializer="raw")
+    async def flush(self, final_only: bool = False) -> None:
+        """Hand the marked mailboxes to the producer, in order (only the final ones if asked)."""
+        if not self.pending:
+            return
+        async with self._flushing:  # the agent and the commit hook both flush: one at a time, in order
+            chosen = [rid for rid, final in self.pending.items() if final or not final_only]
+            topic = self.table.changelog_topic
+            for rid in chosen:
+                final = self.pending.pop(rid, None)
+                box = self.data.get(rid)
+                if final is None or box is None:
+                    continue
+                if box["done"] is not None and not final:
+                    box = {**box, "done": None, "chosen": None}  # its Result is not out yet: still open
+                value = json.dumps(box, separators=(",", ":")).encode()
+                self.written += 1
+                await topic.send(key=rid, value=value, partition=box["partition"],
+                                 key_serializer=self.table.key_serializer, value_serializer="raw")

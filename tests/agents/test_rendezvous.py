@@ -123,9 +123,9 @@ class CountingStore(DictStore):
         super().__init__()
         self.saved = []
 
-    def save(self, request_id, box):
-        self.saved.append((request_id, box["done"]))
-        super().save(request_id, box)
+    def save(self, request_id, box, final=False):
+        self.saved.append((request_id, box["done"], final))
+        super().save(request_id, box, final)
 
 
 def test_rendezvous__mailbox_is_written_durably_when_it_opens_and_once_its_result_is_out(clock):
@@ -134,11 +134,11 @@ def test_rendezvous__mailbox_is_written_durably_when_it_opens_and_once_its_resul
     server.on_request(request("r1"), 0)
     server.on_score(score("r1", "c"), 0)   # canary: filed in memory only
     server.on_score(score("r1", "b"), 0)   # waits for a: memory only
-    assert store.saved == [("r1", None)]
+    assert store.saved == [("r1", None, False)]  # open: written by the commit hook at the latest
     assert server.on_score(score("r1", "a"), 0)  # decides: closed in memory, not yet durably
-    assert store.saved == [("r1", None)] and store.get("r1")["done"] == "ok"
+    assert store.saved == [("r1", None, False)] and store.get("r1")["done"] == "ok"
     server.confirm("r1")                   # the Result went to the producer
-    assert store.saved == [("r1", None), ("r1", "ok")]
+    assert store.saved == [("r1", None, False), ("r1", "ok", True)]
     assert set(store.get("r1")["scores"]) == {"a", "b", "c"}
 
 

@@ -1,4 +1,4 @@
-"""The mailbox table adapter writes snapshots, in order, straight to the producer when flushed."""
+"""The mailbox table adapter: coalesced snapshots, in order, handed to the producer when flushed."""
 
 import asyncio
 import json
@@ -38,13 +38,31 @@ def test_mailboxes__saved_changelog_value_is_a_snapshot_taken_at_save_time():
     assert store.get("r1")["done"] == "ok"     # memory knows it is decided
 
 
-def test_mailboxes__saves_reach_the_producer_only_when_flushed_and_in_order():
+def test_mailboxes__saves_reach_the_producer_only_when_flushed_coalesced_and_in_order():
     table = FakeTable()
     store = TableStore(table)
     for rid, partition in (("a", 0), ("b", 1), ("a", 0)):
         store.save(rid, new_mailbox(partition))
     assert table.changelog_topic.sent == [] and set(store.data) == {"a", "b"}
     asyncio.run(store.flush())
-    assert [(p, k) for p, k, _, _ in table.changelog_topic.sent] == [(0, "a"), (1, "b"), (0, "a")]
+    # "a" saved twice before a flush: written once, in its latest state, after "b"
+    assert [(p, k) for p, k, _, _ in table.changelog_topic.sent] == [(1, "b"), (0, "a")]
     asyncio.run(store.flush())  # nothing is sent twice
-    assert len(table.changelog_topic.sent) == 3
+    assert len(table.changelog_topic.sent) == 2
+
+
+def test_mailboxes__final_only_flush_leaves_open_mailboxes_for_the_commit_hook():
+    table = FakeTable()
+    store = TableStore(table)
+    opened, answered = new_mailbox(0), new_mailbox(1)
+    opened["opened_at"] = answered["opened_at"] = 1.0
+    store.save("open", opened)
+    store.save("answered", answered)
+    close_mailbox(answered, Decision("ok", "answered"))
+    store.save("answered", answered, final=True)  # its Result went to the producer
+    asyncio.run(store.flush(final_only=True))
+    [(_, key, value, _)] = table.changelog_topic.sent
+    assert key == "answered" and json.loads(value)["done"] == "ok"  # one message for open + close
+    asyncio.run(store.flush())  # the commit hook: now the waiting one
+    assert [k for _, k, _, _ in table.changelog_topic.sent] == ["answered", "open"]
+    assert json.loads(table.changelog_topic.sent[1][2])["done"] is None

@@ -1,12 +1,13 @@
-"""The decoy agent under Faust's test_context: no broker, real agent body, real table."""
+"""The core's request stream (decoy + rendezvous) under Faust's test_context: no broker, real agent body, real table."""
 
 import asyncio
 
 import faust
 import pytest
 
-from agents import decoy
+from agents import decoy, rendezvous
 from pipelines.spec import PipelineSpec
+from streams.metrics import PipelineMetrics
 from schemas.codec import codec_for
 from streams.settings import Settings
 from streams.topics import PipelineTopics
@@ -36,37 +37,54 @@ def capture(app) -> Sent:
     return sent
 
 
+def on_topic(tested, topic: str) -> None:
+    """The agent reads two topics; Faust's test wrapper names neither: put every message on ``topic``."""
+    make = tested.to_message
+
+    def to_message(*args, **kwargs):
+        message = make(*args, **kwargs)
+        message.topic = topic
+        return message
+
+    tested.to_message = to_message
+
+
 @pytest.fixture
 def app(tmp_path):
     app = faust.App("rdv-test-decoy", broker="rdv://127.0.0.1:1", store="memory://", autodiscover=False,
                     datadir=str(tmp_path / "faust"))
-    decoy.register(app, SPEC, Settings.from_env({}, data_dir=tmp_path), PipelineTopics("ag"))
+    app.rdv_metrics, app.rdv_before_commit = PipelineMetrics("ag"), []
+    settings = Settings.from_env({}, data_dir=tmp_path, broker="kafka://127.0.0.1:1")
+    decoy.register(app, SPEC, settings, PipelineTopics("ag"))
+    rendezvous.register(app, SPEC, settings, PipelineTopics("ag"))
     return app
 
 
-def test_decoy_agent__archives_valid_requests_in_table_and_parquet_buffer(app):
+def test_core_agent__archives_valid_requests_and_opens_their_mailbox_with_the_features(app):
     request = {"request_id": "r1", "features": {"x": 1.5}, "deadline_ms": None, "tenant": None,
                "reply_to": None, "sent_at": None}
     raw = codec_for("Request").encode(request)
 
     async def scenario():
         capture(app)
-        async with app.agents["ag-decoy"].test_context() as tested:
+        async with app.agents["ag-rendezvous"].test_context() as tested:
+            on_topic(tested, "ag.requests")
             await tested.put(raw, key=b"r1")
-        return app.tables["ag-archive"]
+        return app.tables["ag-mailboxes"]
 
     table = asyncio.run(scenario())
-    assert table.data[b"r1"] == raw
-    assert app.rdv_archive._rows[0][0] == "r1"
+    assert table.data["r1"]["features"] == {"x": 1.5} and table.data["r1"]["done"] is None
+    assert app.rdv_archive._rows[0][0] == "r1" and app.rdv_archive._rows[0][-1] == raw
 
 
-def test_decoy_agent__bad_bytes_go_to_the_dlq_and_the_agent_keeps_going(app):
+def test_core_agent__bad_bytes_go_to_the_dlq_once_and_the_agent_keeps_going(app):
     good = codec_for("Request").encode({"request_id": "ok", "features": {"x": 1.0}, "deadline_ms": None,
                                         "tenant": None, "reply_to": None, "sent_at": None})
 
     async def scenario():
         sent = capture(app)
-        async with app.agents["ag-decoy"].test_context() as tested:
+        async with app.agents["ag-rendezvous"].test_context() as tested:
+            on_topic(tested, "ag.requests")
             await tested.put(b"\x00garbage", key=b"bad")
             await tested.put(b'{"request_id": "x", "features": {"a": NaN}}', key=b"nan")
             await tested.put(good, key=b"ok")
@@ -77,4 +95,5 @@ def test_decoy_agent__bad_bytes_go_to_the_dlq_and_the_agent_keeps_going(app):
     assert [(d["key"], d["stage"]) for d in letters] == [(b"bad", "decode"), (b"nan", "decode")]
     assert "unknown format" in letters[0]["reason"] and letters[0]["payload"] == b"\x00garbage"
     assert "NaN" in letters[1]["reason"]
-    assert app.tables["ag-archive"].data[b"ok"] == good
+    assert [row[0] for row in app.rdv_archive._rows] == ["ok"] and "ok" in app.tables["ag-mailboxes"].data
+    assert app.rdv_metrics._child(app.rdv_metrics._dlq, "decode")._value.get() == 2
