@@ -119,6 +119,10 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     if not members:
         log.warning("pipeline %s has no live model in group %r yet (groups: %s); waiting for the registry",
                     spec.name, group, sorted(spec.groups))
+    import sklearn
+
+    # every row is checked (numbers, finite) before a model sees it: scikit-learn need not check again
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
     runner = ModelGroup([load_model(m) for m in members], settings.encoding)
     store = ArtifactStore(settings.data_dir / "registry")
 
@@ -129,7 +133,6 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     view = RegistryView(settings.bootstrap, topics.control, on_change=follow)
     requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
-    scores = app.topic(topics.scores, key_serializer="raw", value_serializer="raw")
     within_s = settings.batch_within_ms / 1000.0
 
     @app.task
@@ -144,6 +147,6 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def score(stream):
         async for events in stream.take_events(settings.batch_max, within=within_s):
             for partition, batch in runner.score(events).items():
-                await scores.send(key=None, value=runner.encode(batch), partition=partition)
+                await app.producer.send(topics.scores, None, runner.encode(batch), partition, None, None)
 
     return runner, view

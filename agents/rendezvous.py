@@ -293,7 +293,6 @@ class Rendezvous:
 def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics,
              on_result: Callable[[dict], None] = lambda record: None) -> Rendezvous:
     inputs = app.topic(topics.requests, topics.scores, key_serializer="raw", value_serializer="raw")
-    results = app.topic(topics.results, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
     table = app.Table(topics.table("mailboxes"), partitions=spec.partitions)  # JSON keys and values
     store = TableStore(table)
@@ -331,7 +330,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         """Results to the producer, then their closed mailboxes (open ones wait for the commit hook)."""
         for rid, partition, record in out:
             encoding = server.encoding_of(rid, settings.encoding)
-            await results.send(key=rid.encode(), value=results_codec.encode_as(record, encoding), partition=partition)
+            await app.producer.send(topics.results, rid.encode(), results_codec.encode_as(record, encoding), partition,
+                                    None, None)  # Faust's producer without Topic.send's per-message machinery
             server.confirm(rid)
             on_result(record)
         await store.flush(final_only=True)

@@ -121,9 +121,10 @@ class TableStore(DictStore):
     with an explicit partition (the request's), so timers can save outside any event.
     """
 
-    def __init__(self, table) -> None:
+    def __init__(self, table, send=None) -> None:
         super().__init__(table.data)
         self.table = table
+        self._send = send or self._to_producer
         self.pending: dict[str, bool] = {}  # request_id -> final; insertion-ordered
         self.written = 0
         self._flushing = asyncio.Lock()
@@ -139,7 +140,6 @@ class TableStore(DictStore):
             return
         async with self._flushing:  # the agent and the commit hook both flush: one at a time, in order
             chosen = [rid for rid, final in self.pending.items() if final or not final_only]
-            topic = self.table.changelog_topic
             for rid in chosen:
                 final = self.pending.pop(rid, None)
                 box = self.data.get(rid)
@@ -147,7 +147,12 @@ class TableStore(DictStore):
                     continue
                 if box["done"] is not None and not final:
                     box = {**box, "done": None, "chosen": None}  # its Result is not out yet: still open
-                value = json.dumps(box, separators=(",", ":")).encode()
                 self.written += 1
-                await topic.send(key=rid, value=value, partition=box["partition"],
-                                 key_serializer=self.table.key_serializer, value_serializer="raw")
+                await self._send(rid, json.dumps(box, separators=(",", ":")).encode(), box["partition"])
+
+    async def _to_producer(self, request_id: str, value: bytes, partition: int) -> None:
+        """Straight to Faust's producer (what ``Topic.send`` ends in, without its per-message
+        machinery: ~5% of the core at 700 requests/s); the commit still flushes it first."""
+        topic = self.table.changelog_topic
+        key, _ = topic.prepare_key(request_id, self.table.key_serializer)
+        await self.table.app.producer.send(topic.get_topic_name(), key, value, partition, None, None)

@@ -11,8 +11,8 @@ class FakeTopic:
     def __init__(self):
         self.sent = []
 
-    async def send(self, key, value, partition, key_serializer=None, value_serializer=None):
-        self.sent.append((partition, key, value, value_serializer))
+    async def send(self, key, value, partition):
+        self.sent.append((partition, key, value, "raw"))
 
 
 class FakeTable:
@@ -26,7 +26,7 @@ class FakeTable:
 
 def test_mailboxes__saved_changelog_value_is_a_snapshot_taken_at_save_time():
     table = FakeTable()
-    store = TableStore(table)
+    store = TableStore(table, send=table.changelog_topic.send)
     box = new_mailbox(partition=3)
     box["opened_at"] = 1.0
     store.save("r1", box)
@@ -40,7 +40,7 @@ def test_mailboxes__saved_changelog_value_is_a_snapshot_taken_at_save_time():
 
 def test_mailboxes__saves_reach_the_producer_only_when_flushed_coalesced_and_in_order():
     table = FakeTable()
-    store = TableStore(table)
+    store = TableStore(table, send=table.changelog_topic.send)
     for rid, partition in (("a", 0), ("b", 1), ("a", 0)):
         store.save(rid, new_mailbox(partition))
     assert table.changelog_topic.sent == [] and set(store.data) == {"a", "b"}
@@ -53,7 +53,7 @@ def test_mailboxes__saves_reach_the_producer_only_when_flushed_coalesced_and_in_
 
 def test_mailboxes__final_only_flush_leaves_open_mailboxes_for_the_commit_hook():
     table = FakeTable()
-    store = TableStore(table)
+    store = TableStore(table, send=table.changelog_topic.send)
     opened, answered = new_mailbox(0), new_mailbox(1)
     opened["opened_at"] = answered["opened_at"] = 1.0
     store.save("open", opened)
