@@ -263,7 +263,7 @@ def main(argv=None) -> None:
             spec_path = train_demo_models(work, pipeline="compare", deadline_ms=args.deadline_ms, groups=args.groups,
                                           river=True)
             spec = load_spec(spec_path)
-            settings = replace(Settings.from_env(), broker=broker.url, data_dir=work / "data", web_port=free_port())
+            settings = replace(broker.configure(Settings.from_env()), data_dir=work / "data", web_port=free_port())
             tune_gc()  # the load generator too: a full collection would pause it mid-measurement
             if "raw" in systems:
                 print("(a) the limit: raw aiokafka consume -> produce")

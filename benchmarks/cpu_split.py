@@ -74,7 +74,7 @@ def main(argv=None) -> None:
         spec = load_spec(train_demo_models(Path(tmp), pipeline="cpu", groups=args.groups))
         broker = (EmbeddedBroker() if args.broker == "embedded" else KafkaBroker(log_dir=Path(tmp) / "kafka")).start()
         try:
-            settings = replace(Settings.from_env(), broker=broker.url, data_dir=Path(tmp) / "data", web_port=free_port())
+            settings = replace(broker.configure(Settings.from_env()), data_dir=Path(tmp) / "data", web_port=free_port())
             with Stack(spec, settings) as stack:
                 asyncio.run(measure(stack, broker, args))
         finally:

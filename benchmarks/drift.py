@@ -212,7 +212,7 @@ def run_on_broker(kind: str, policy: str = "ucb", requests: int = 8000, drift_at
         spec = load_spec(folder / "drift.yaml")
         broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=folder / "kafka")).start()
         try:
-            settings = replace(Settings.from_env(), broker=broker.url, data_dir=folder / "data", web_port=free_port())
+            settings = replace(broker.configure(Settings.from_env()), data_dir=folder / "data", web_port=free_port())
             with Stack(spec, settings) as stack:
                 run = asyncio.run(_stream_on(stack, requests, drift_at, label_delay, rate, seed, log))
         finally:

@@ -88,7 +88,7 @@ def run_broker(kind: str, rates, duration_s, deadline_ms, slo_ms, workdir: Path,
     try:
         spec = load_spec(train_demo_models(workdir / f"{kind}-{groups}", pipeline=f"bench-{kind}", deadline_ms=deadline_ms,
                                            groups=groups))
-        settings = replace(Settings.from_env(), broker=broker.url, data_dir=workdir / f"{kind}-{groups}-{quality}" / "data",
+        settings = replace(broker.configure(Settings.from_env()), data_dir=workdir / f"{kind}-{groups}-{quality}" / "data",
                            web_port=free_port())
         if quality:  # a reference profile: the stack then runs the quality worker too
             from features.reference import profile_training_data

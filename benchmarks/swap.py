@@ -121,7 +121,7 @@ def run_broker(kind: str, swaps: int, rate: float, workdir: Path, log) -> dict:
     try:
         models = workdir / kind
         spec = load_spec(train_demo_models(models, pipeline=f"swap-{kind}", deadline_ms=100))
-        settings = replace(Settings.from_env(), broker=broker.url, data_dir=workdir / kind / "data",
+        settings = replace(broker.configure(Settings.from_env()), data_dir=workdir / kind / "data",
                            web_port=free_port(), archive_flush_s=0.5)
         log(f"{kind}: {swaps} swaps under {rate:g} req/s")
         with Stack(spec, settings) as stack:

@@ -94,6 +94,10 @@ class BrokerProcess:
     def command(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def configure(self, settings):
+        """``settings`` pointed at this broker, with its kind's defaults (streams/settings.py TUNING)."""
+        return settings.for_broker(self.url, self.kind)
+
     def start(self, timeout_s: float = 90.0) -> "BrokerProcess":
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,

@@ -60,7 +60,7 @@ def broker(port: int) -> None:
     from streams.brokers import EmbeddedBroker
 
     embedded = EmbeddedBroker(port).start()
-    click.echo(f"embedded broker ready: RDV_BROKER={embedded.url}  (memory only; Ctrl-C stops it)")
+    click.echo(f"embedded broker ready: RDV_BROKER={embedded.url} RDV_BROKER_KIND=embedded  (memory only; Ctrl-C stops it)")
     _foreground(embedded.stop, "broker")
 
 

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from pipelines.spec import PipelineSpec
@@ -31,7 +31,7 @@ class Stack:
         self.broker: BrokerProcess | None = None
         if not settings.broker:
             self.broker = EmbeddedBroker()
-            settings = replace(settings, broker=self.broker.url)
+            settings = self.broker.configure(settings)
         self.settings = settings
         self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
         self.workers: dict[str, subprocess.Popen] = {}

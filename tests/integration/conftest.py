@@ -38,8 +38,9 @@ def make_stack(broker, trained, tmp_path, deadline_ms: int = 150, spec: dict | N
     path = tmp_path / f"{data['pipeline']}.yaml"
     path.write_text(yaml.safe_dump(data))
     # Only the log level comes from the environment (RDV_LOG_LEVEL=info to debug a test).
-    settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RDV_LOG_LEVEL"}, broker=broker.url, data_dir=tmp_path / "data", web_port=free_port(),
-                                 **overrides)
+    env = {k: v for k, v in os.environ.items() if k == "RDV_LOG_LEVEL"}
+    settings = Settings.from_env(env, data_dir=tmp_path / "data", web_port=free_port(), **overrides)
+    settings = settings.for_broker(broker.url, broker.kind, env)
     return Stack(load_spec(path), settings)
 
 
