@@ -27,6 +27,7 @@ kafka: $(STAMP)
 	$(BIN)/rendezvous kafka
 
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.compare
 	$(BIN)/python -m benchmarks.e2e
 	$(BIN)/python -m benchmarks.swap
 	$(BIN)/python -m benchmarks.drift

@@ -51,8 +51,9 @@ def _pool() -> list[dict]:
     return [x for x, _ in agrawal_rows(20_000, seed=77)]
 
 
-async def sweep(measure, rates: list[float], slo_ms: float, refine: int, log) -> list[dict]:
-    """Measure each rate (stopping far past saturation), then bisect toward the maximum sustained rate."""
+async def sweep(measure, rates: list[float], slo_ms: float, refine: int, log, extend: int = 3) -> list[dict]:
+    """Measure each rate (stopping far past saturation); if even the highest held, go on by 1.5x
+    (``extend`` times at most) to find where it stops; then bisect toward the maximum sustained rate."""
     rows: list[dict] = []
 
     async def one(rate: float) -> dict:
@@ -65,6 +66,10 @@ async def sweep(measure, rates: list[float], slo_ms: float, refine: int, log) ->
         row = await one(rate)
         if row["lost"] > 0.05 * row["n"] or row["p99"] > 10 * slo_ms:  # higher rates say nothing new
             break
+    for _ in range(extend if refine else 0):
+        if not (rows[-1]["sustained"] and rows[-1]["rate"] >= rates[-1]):
+            break
+        await one(float(round(rows[-1]["rate"] * 1.5, -1)))
     for _ in range(refine):
         held = max((r["rate"] for r in rows if r["sustained"]), default=0.0)
         missed = min((r["rate"] for r in rows if not r["sustained"] and r["rate"] > held), default=None)
@@ -79,15 +84,18 @@ def best(rows: list[dict]) -> float:
 
 
 # -- (a) the limit ---------------------------------------------------------------------------
-def run_raw(bootstrap: str, partitions: int, rates, duration_s, slo_ms, flood_n, warmup_s, log) -> dict:
-    run = f"{os.getpid()}-{int(time.time())}"
+def run_raw(settings: Settings, partitions: int, rates, duration_s, slo_ms, flood_n, warmup_s, log) -> dict:
+    """The pipe with the fetch and linger settings Rendezvous runs with on this broker."""
+    run, bootstrap = f"{os.getpid()}-{int(time.time())}", settings.bootstrap
     asyncio.run(rawpipe.create_topics(bootstrap, run, partitions))
+    env = {**os.environ, **{f"RDV_{k.upper()}": str(getattr(settings, k))
+                            for k in ("broker_kind", "fetch_max_wait_ms", "fetch_min_bytes", "linger_ms")}}
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.rawpipe", "pipe", "--bootstrap", bootstrap,
-                                "--run", run], stdout=subprocess.PIPE, text=True)
+                                "--run", run], stdout=subprocess.PIPE, text=True, env=env)
     try:
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the raw pipe did not start (exit code {process.poll()})")
-        rows, flood = asyncio.run(rawpipe.measure(bootstrap, run, partitions, rates, duration_s, slo_ms, flood_n, log,
+        rows, flood = asyncio.run(rawpipe.measure(settings, run, partitions, rates, duration_s, slo_ms, flood_n, log,
                                                   warmup_s=min(warmup_s, 10.0)))
     finally:
         process.terminate()
@@ -267,7 +275,7 @@ def main(argv=None) -> None:
             tune_gc()  # the load generator too: a full collection would pause it mid-measurement
             if "raw" in systems:
                 print("(a) the limit: raw aiokafka consume -> produce")
-                runs["raw"] = run_raw(settings.bootstrap, spec.partitions, rates, args.duration_s, args.slo_ms,
+                runs["raw"] = run_raw(settings, spec.partitions, rates, args.duration_s, args.slo_ms,
                                       args.flood, warmup_s, print)
             if "rendezvous" in systems:
                 print(f"(b) Rendezvous: {', '.join(m.id for m in spec.models)} + decoy, {args.groups} model group(s)")

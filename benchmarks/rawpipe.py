@@ -49,7 +49,8 @@ async def pipe(bootstrap: str, run: str) -> None:
     settings = Settings.from_env()
     source, out = topic_names(run)
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"rawpipe-{run}", auto_offset_reset="earliest",
-                                fetch_max_wait_ms=settings.fetch_max_wait_ms, enable_auto_commit=True)
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms, fetch_min_bytes=settings.fetch_min_bytes,
+                                enable_auto_commit=True)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=settings.linger_ms)
     await consumer.start()
     await producer.start()
@@ -67,9 +68,11 @@ async def pipe(bootstrap: str, run: str) -> None:
 
 
 class _Collector:
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
         self.topic = topic
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=Settings.from_env().fetch_max_wait_ms)
+        bootstrap = settings.bootstrap
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                                         fetch_min_bytes=settings.fetch_min_bytes)
         self.partitions = partitions
         self.got: dict[int, tuple[float, float, float]] = {}  # seq -> (sent, at pipe, back)
         self.arrived = asyncio.Event()
@@ -108,13 +111,12 @@ class _Collector:
         await self.consumer.stop()
 
 
-async def measure(bootstrap: str, run: str, partitions: int, rates: list[float], duration_s: float, slo_ms: float,
+async def measure(settings: Settings, run: str, partitions: int, rates: list[float], duration_s: float, slo_ms: float,
                   flood_n: int, log, warmup_s: float = 5.0) -> tuple[list[dict], dict]:
     """Latency per rate (open loop, like the other systems), then the throughput of a flood."""
-    settings = Settings.from_env()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=settings.linger_ms)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=settings.linger_ms)
     source, out = topic_names(run)
-    collector = _Collector(bootstrap, out, partitions)
+    collector = _Collector(settings, out, partitions)
     await producer.start()
     await collector.start()
     seq = 0
