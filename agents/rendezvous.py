@@ -76,6 +76,7 @@ class Rendezvous:
         self._deadlines: list[tuple[float, str]] = []
         self.orphan_grace_ms = orphan_grace_ms
         self._orphans: list[tuple[float, str]] = []
+        self._expiry: list[tuple[float, str]] = []  # (when a closed mailbox may be forgotten, request id)
 
     def _policy(self, spec: PipelineSpec):
         return policy_for(spec.policy, spec.ranking, self.book.accuracy, spec.task, spec.fallback.min_labels)
@@ -259,13 +260,36 @@ class Rendezvous:
 
     def confirm(self, request_id: str) -> None:
         """The Result of ``request_id`` went to the producer: write its closed mailbox durably."""
-        self.mailboxes.save(request_id, self.mailboxes.get(request_id), final=True)
+        box = self.mailboxes.get(request_id)
+        self.mailboxes.save(request_id, box, final=True)
+        heapq.heappush(self._expiry, (box["opened_at"] + self.spec.feedback_ttl_s * 1000.0, request_id))
+
+    def expire(self) -> int:
+        """Retention: forget closed mailboxes older than ``feedback_ttl_s`` (their feedback would be
+        refused as expired anyway); how many. Memory and the changelog stay bounded by the rate times
+        the TTL. A request redelivered after that is still caught by the Results read back on assignment."""
+        now, forgotten = self.clock(), 0
+        while self._expiry and self._expiry[0][0] <= now:
+            _, rid = heapq.heappop(self._expiry)
+            box = self.mailboxes.get(rid)
+            if box is not None and box["done"] is not None:
+                self.mailboxes.forget(rid)
+                forgotten += 1
+        self.stats["mailboxes_forgotten"] += forgotten
+        return forgotten
 
     def recover(self) -> int:
-        """Re-arm the deadlines of open mailboxes (after a restart or a rebalance)."""
+        """Re-arm the deadlines of open mailboxes and the retention of closed ones (after a
+        restart or a rebalance restored them from the changelog)."""
         armed = {rid for _, rid in self._deadlines}
-        missing = [(box["deadline_at"], rid) for rid, box in self.mailboxes.items()
-                   if is_open(box) and rid not in armed and rid not in self.answered]
+        expiring = {rid for _, rid in self._expiry}
+        missing = []
+        ttl_ms = self.spec.feedback_ttl_s * 1000.0
+        for rid, box in self.mailboxes.items():
+            if is_open(box) and rid not in armed and rid not in self.answered:
+                missing.append((box["deadline_at"], rid))
+            elif box["done"] is not None and rid not in expiring and box["opened_at"] is not None:
+                heapq.heappush(self._expiry, (box["opened_at"] + ttl_ms, rid))
         for item in missing:
             heapq.heappush(self._deadlines, item)
         return len(missing)
@@ -374,16 +398,25 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         partitions = sorted({tp.partition for tp in assigned if tp.topic == topics.requests})
         answered = await read_answered(settings.bootstrap, topics.results, partitions, settings.dedupe_window_s)
         server.remember_answered(answered)
+        rescans[0] = 3  # once the tables are recovered: a few passes, not one every second forever (O(mailboxes))
         log.info("rendezvous: %d requests on partitions %s already answered; %d mailboxes in memory, %d open",
                  len(answered), partitions, len(store.data), sum(1 for _, box in store.items() if is_open(box)))
 
+    rescans = [3]
+
+    @app.timer(5.0, name=f"{spec.name}-mailbox-retention")
+    async def retention():
+        if server.expire():
+            await store.flush(final_only=True)
+
     @app.timer(1.0, name=f"{spec.name}-recover-deadlines")
     async def recover():
-        if not app.rebalancing:
+        if rescans[0] and not app.rebalancing and not app.in_recovery:
+            rescans[0] -= 1
             rearmed = server.recover()
             if rearmed:
                 log.info("rendezvous: re-armed the deadlines of %d open mailboxes", rearmed)
-            server.forget_answered(wall_clock_ms() - 2 * settings.dedupe_window_s * 1000)
+        server.forget_answered(wall_clock_ms() - 2 * settings.dedupe_window_s * 1000)
 
     @app.on_before_shutdown.connect
     async def _report(app, **kwargs):

@@ -203,6 +203,8 @@ def state_gauges(server, lag: LagMonitor | None, quality_dir) -> Iterable[GaugeM
                 ["pipeline", "model"], (([pipeline, m], s.get(metric)) for m, s in summary.items()))
     yield gauge("canary_agreement", "Share of a model's scores equal to the canary's on the same request",
                 ["pipeline", "model"], (([pipeline, m], s.get("agreement_canary")) for m, s in summary.items()))
+    yield gauge("mailboxes", "Mailboxes in memory (open and closed; closed ones are kept feedback_ttl_s)", ["pipeline"],
+                [([pipeline], len(server.mailboxes.data))])
     yield gauge("model_set_aside", "1 while the fallback rule keeps a model out of the answers", ["pipeline", "model"],
                 (([pipeline, m.id], 1 if m.id in server.fallback.set_aside else 0) for m in models))
     if lag is not None:

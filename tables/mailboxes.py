@@ -92,6 +92,10 @@ class DictStore:
     def save(self, request_id: str, box: dict, final: bool = False) -> None:
         self.data[request_id] = box
 
+    def forget(self, request_id: str) -> None:
+        """Retention: the mailbox is gone (from the changelog too, for a table)."""
+        self.data.pop(request_id, None)
+
     def items(self):
         return self.data.items()
 
@@ -127,12 +131,23 @@ class TableStore(DictStore):
         self._send = send or self._to_producer
         self.pending: dict[str, bool] = {}  # request_id -> final; insertion-ordered
         self.written = 0
+        self._tombstones: dict[str, int] = {}  # forgotten, tombstone not yet written -> partition
         self._flushing = asyncio.Lock()
 
     def save(self, request_id: str, box: dict, final: bool = False) -> None:
         self.data[request_id] = box
+        self._tombstones.pop(request_id, None)
         self.pending.pop(request_id, None)  # re-inserted: written after anything saved before it
         self.pending[request_id] = final
+
+    def forget(self, request_id: str) -> None:
+        """Drop the mailbox from memory and write a tombstone: compaction removes it from the changelog."""
+        box = self.data.pop(request_id, None)
+        if box is None:
+            return
+        self._tombstones[request_id] = box["partition"]
+        self.pending.pop(request_id, None)
+        self.pending[request_id] = True
 
     async def flush(self, final_only: bool = False) -> None:
         """Hand the marked mailboxes to the producer, in order (only the final ones if asked)."""
@@ -143,7 +158,12 @@ class TableStore(DictStore):
             for rid in chosen:
                 final = self.pending.pop(rid, None)
                 box = self.data.get(rid)
-                if final is None or box is None:
+                if final is None:
+                    continue
+                if box is None:
+                    if rid in self._tombstones:  # forgotten (retention): a tombstone on its partition
+                        self.written += 1
+                        await self._send(rid, None, self._tombstones.pop(rid))
                     continue
                 if box["done"] is not None and not final:
                     box = {**box, "done": None, "chosen": None}  # its Result is not out yet: still open

@@ -312,3 +312,30 @@ def test_rendezvous__scores_that_arrive_together_are_all_filed_before_deciding(s
     [(_, _, result)] = server.on_scores([score("r1", "a"), score("r1", "b"), score("r1", "c")], 0)
     assert result["model_id"] == "a" and {s["model_id"] for s in result["scores"]} == {"a", "b", "c"}
     assert server.on_scores([score("r1", "b")], 0) == [] and server.late["b"] == 1
+
+
+def test_rendezvous__closed_mailboxes_are_forgotten_after_the_feedback_ttl(clock):
+    server = Rendezvous(replace(SPEC, feedback_ttl_s=10), DictStore(), clock=clock)
+    server.on_request(request("old"), 0)
+    [(rid, _, _)] = server.on_score(score("old", "a"), 0)
+    server.confirm(rid)
+    clock.now += 5_000
+    server.on_request(request("waiting", deadline_ms=60_000), 1)  # still open at expiry time: kept
+    assert server.expire() == 0
+    clock.now += 5_000  # 10 s after "old" opened
+    assert server.expire() == 1 and server.mailboxes.get("old") is None
+    assert server.mailboxes.get("waiting") is not None and server.stats["mailboxes_forgotten"] == 1
+    _, refused = server.on_feedback({"request_id": "old", "label": 1}, 0)
+    assert "unknown request" in refused
+
+
+def test_rendezvous__restored_closed_mailboxes_get_their_retention_back(clock):
+    store = DictStore()
+    first = Rendezvous(replace(SPEC, feedback_ttl_s=10), store, clock=clock)
+    first.on_request(request("r1"), 0)
+    [(rid, _, _)] = first.on_score(score("r1", "a"), 0)
+    first.confirm(rid)
+    restarted = Rendezvous(replace(SPEC, feedback_ttl_s=10), store, clock=clock)  # the table came back
+    restarted.recover()
+    clock.now += 10_000
+    assert restarted.expire() == 1 and store.get("r1") is None

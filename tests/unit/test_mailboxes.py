@@ -66,3 +66,13 @@ def test_mailboxes__final_only_flush_leaves_open_mailboxes_for_the_commit_hook()
     asyncio.run(store.flush())  # the commit hook: now the waiting one
     assert [k for _, k, _, _ in table.changelog_topic.sent] == ["answered", "open"]
     assert json.loads(table.changelog_topic.sent[1][2])["done"] is None
+
+
+def test_mailboxes__forgotten_mailbox_becomes_a_tombstone_on_its_partition():
+    table = FakeTable()
+    store = TableStore(table, send=table.changelog_topic.send)
+    store.save("r1", new_mailbox(partition=2), final=True)
+    store.forget("r1")
+    store.forget("never-seen")  # nothing to forget: nothing written
+    asyncio.run(store.flush(final_only=True))
+    assert table.changelog_topic.sent == [(2, "r1", None, "raw")] and store.get("r1") is None

@@ -92,6 +92,7 @@ def test_metrics__count_what_happened(tmp_path):
     assert got[("rendezvous_model_accuracy", (("model", "c"), p))] == 1.0
     assert got[("rendezvous_canary_agreement", (("model", "a"), p))] == 1.0
     assert got[("rendezvous_model_set_aside", (("model", "b"), p))] == 0
+    assert got[("rendezvous_mailboxes", (p,))] == 2
     assert got[("rendezvous_model_info", (("model", "c"), p, ("role", "canary"), ("version", "1")))] == 1
     assert got[("rendezvous_consumer_lag", (("group", "rdv-p-core"), p, ("topic", "p.requests")))] == 7
     assert got[("rendezvous_quality_unlike_share", (p,))] == 0.25
