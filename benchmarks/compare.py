@@ -107,7 +107,8 @@ def run_raw(settings: Settings, partitions: int, rates, duration_s, slo_ms, floo
 def run_rendezvous(spec, settings: Settings, rates, duration_s, slo_ms, warmup_s, refine, log) -> dict:
     async def scenario(stack: Stack) -> list[dict]:
         pool = _pool()
-        async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
+        async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding,
+                                  tuning=stack.settings) as client:  # the knobs the workers and the raw pipe use
             await e2e.warm_up(stack, client, pool, warmup_s)
             return await sweep(lambda rate: e2e.measure_rate(client, pool, rate, duration_s, slo_ms), rates, slo_ms,
                                refine, log)

@@ -34,8 +34,12 @@ class PipelineClient:
     """``async with PipelineClient(bootstrap, pipeline) as client: ...``"""
 
     def __init__(self, bootstrap: str, pipeline: str, encoding: str = "avro", watch_scores: bool = False,
-                 watch_alerts: bool = False) -> None:
+                 watch_alerts: bool = False, tuning=None) -> None:
+        """``tuning``: a :class:`~streams.settings.Settings` whose fetch and linger knobs to use
+        (the benchmarks pass the workers' own); by default a 10 ms fetch wait and no linger."""
         self.bootstrap = bootstrap
+        self.tuning = {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0} if tuning is None else {
+            k: getattr(tuning, k) for k in ("fetch_max_wait_ms", "fetch_min_bytes", "linger_ms")}
         self.topics = PipelineTopics(pipeline)
         self.encoding = encoding
         self.watch = [self.topics.results, self.topics.dlq] + ([self.topics.scores] if watch_scores else []) + (
@@ -45,10 +49,11 @@ class PipelineClient:
         self._arrived = asyncio.Event()
 
     async def __aenter__(self) -> "PipelineClient":
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=self.tuning["linger_ms"])
         # (no enable_idempotence: Tansu answers InitProducerId with UnknownError)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                         fetch_max_wait_ms=10, auto_offset_reset="earliest")
+                                         fetch_max_wait_ms=self.tuning["fetch_max_wait_ms"],
+                                         fetch_min_bytes=self.tuning["fetch_min_bytes"], auto_offset_reset="earliest")
         await self.producer.start()
         await self.consumer.start()
         partitions = [TopicPartition(t, p) for t in self.watch
