@@ -28,7 +28,7 @@ class Settings:
     broker_kind: str = "kafka"           # kafka | embedded: picks the defaults of the three below
     data_dir: Path = Path("data")        # archive, models, reports
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
-    fetch_max_wait_ms: int | None = None  # consumer fetch wait: Kafka 5, embedded 10 (Tansu waits it out every time)
+    fetch_max_wait_ms: int | None = None  # consumer fetch wait: Kafka 2, embedded 10 (Tansu waits it out every time)
     fetch_min_bytes: int | None = None   # Kafka holds a fetch until this much data or the wait: Kafka 8192, embedded 1
     linger_ms: float | None = None       # producer linger, batches sends: Kafka 1, embedded 0
     rebalance_timeout_s: float = 3.0     # group join time on a fresh group
@@ -80,7 +80,7 @@ class Settings:
 
 
 TUNING = {  # broker kind -> defaults of the latency/throughput knobs
-    "kafka": {"fetch_max_wait_ms": 5, "fetch_min_bytes": 8192, "linger_ms": 1.0},
+    "kafka": {"fetch_max_wait_ms": 2, "fetch_min_bytes": 8192, "linger_ms": 1.0},
     "embedded": {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0.0},
 }
 _TYPES = {"broker": str, "fetch_max_wait_ms": int, "fetch_min_bytes": int, "linger_ms": float}

@@ -63,7 +63,7 @@ def test_settings__every_setting_survives_the_trip_to_a_worker_process():
 
 def test_settings__fetch_and_linger_defaults_follow_the_broker_kind_unless_set():
     kafka = Settings.from_env({})
-    assert (kafka.fetch_max_wait_ms, kafka.fetch_min_bytes, kafka.linger_ms) == (5, 8192, 1.0)
+    assert (kafka.fetch_max_wait_ms, kafka.fetch_min_bytes, kafka.linger_ms) == (2, 8192, 1.0)
     embedded = Settings.from_env({"RDV_BROKER_KIND": "embedded"})
     assert (embedded.fetch_max_wait_ms, embedded.fetch_min_bytes, embedded.linger_ms) == (10, 1, 0.0)
     moved = kafka.for_broker("kafka://h:1", "embedded", {"RDV_LINGER_MS": "3"})
