@@ -57,6 +57,12 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        # Faust's built-in views serve table contents and cluster topology to anyone who can
+        # reach the port: off unless RDV_FAUST_VIEWS=1
+        web_tables_enabled=settings.faust_views,
+        web_router_enabled=settings.faust_views,
+        web_graph_enabled=settings.faust_views,
+        web_stats_enabled=settings.faust_views,
         datadir=str(settings.data_dir / "faust" / "{conf.id}"),
         **conf,
     )

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["CONTENT_TYPE_LATEST", "PipelineMetrics", "LagMonitor"]
+__all__ = ["CONTENT_TYPE_LATEST", "PipelineMetrics", "LagMonitor", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +227,22 @@ def state_gauges(server, lag: LagMonitor | None, quality_dir) -> Iterable[GaugeM
         yield gauge("feature_drift_statistic", "The deciding drift statistic of the last window (p-value, PSI or JS)",
                     ["pipeline", "feature", "method"],
                     (([pipeline, f, (window.get("drift_methods") or {}).get(f, "")], v) for f, v in drift.items()))
+
+
+async def serve_metrics(metrics: PipelineMetrics, host: str, port: int) -> None:
+    """``GET /metrics`` alone on ``host:port`` (``RDV_METRICS_PORT``), in the worker's event loop."""
+    from aiohttp import web
+
+    async def handle(request):
+        body = await asyncio.to_thread(metrics.render)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    server = web.Application()
+    server.router.add_get("/metrics", handle)
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        await asyncio.Event().wait()  # until the worker stops and cancels this task
+    finally:
+        await runner.cleanup()

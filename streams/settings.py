@@ -44,6 +44,8 @@ class Settings:
     score_state_flush_s: float = 1.0     # score-state table written this often (a crash loses at most this)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    metrics_port: int = 0                # GET /metrics on its own port (0: on the web port)
+    faust_views: bool = False            # Faust's own views (/table/…, /router/…, /graph): table data and topology
     log_level: str = "warning"
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ from faust.web import Request, Response, View
 
 from pipelines.spec import PipelineSpec
 from schemas.codec import DecodeError, codec_for
-from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, PipelineMetrics, state_gauges
+from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, PipelineMetrics, serve_metrics, state_gauges
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 
@@ -95,13 +95,18 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def measure_lag():
         await lag.run()
 
-    @app.page("/metrics")
-    class Metrics(View):
-        """Prometheus text format: requests, results, latencies, models, lag, data quality."""
+    if settings.metrics_port:  # its own port, e.g. reachable by Prometheus only
+        @app.task
+        async def metrics_server():
+            await serve_metrics(metrics, settings.web_host, settings.metrics_port)
+    else:
+        @app.page("/metrics")
+        class Metrics(View):
+            """Prometheus text format: requests, results, latencies, models, lag, data quality."""
 
-        async def get(self, request: Request) -> Response:
-            body = await asyncio.to_thread(metrics.render)
-            return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+            async def get(self, request: Request) -> Response:
+                body = await asyncio.to_thread(metrics.render)
+                return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/v1/{pipeline}/predict")
     class Predict(View):

@@ -141,6 +141,9 @@ def test_pipeline__rest_predict_round_trip(broker, trained, tmp_path, run):
             assert http.post("/v1/nope/predict", json={"features": features}).status_code == 404
             health = http.get("/v1/health").json()
             assert health["status"] == "ok" and health["ranking"] == ["xgb", "lr"]
+            # Faust's own views (table contents, topology) are off unless RDV_FAUST_VIEWS=1
+            for path in ("/table/", f"/table/{stack.spec.name}-mailboxes/", "/router/", "/graph/"):
+                assert http.get(path).status_code == 404, path
             # no model left: the deadline passes, the caller gets 504 with the timeout Result
             stack.stop_worker("group:boosted")
             stack.stop_worker("group:linear")
@@ -272,3 +275,17 @@ def test_tansu_end_offsets_count_every_record(embedded_broker, run):
             await consumer.stop()
 
     assert run(scenario()) == 10
+
+
+def test_pipeline__metrics_on_their_own_port(embedded_broker, trained, tmp_path, run):
+    from streams.brokers import free_port
+
+    port = free_port()
+    stack = make_stack(embedded_broker, trained, tmp_path, metrics_port=port)
+    with stack:
+        run(_ready_then_close(stack))
+        with httpx.Client(timeout=10) as http:
+            own = http.get(f"http://127.0.0.1:{port}/metrics")
+            main = http.get(f"http://127.0.0.1:{stack.settings.web_port}/metrics")
+    assert own.status_code == 200 and "rendezvous_requests_total" in own.text
+    assert main.status_code == 404  # not on the public port
