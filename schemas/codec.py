@@ -32,6 +32,7 @@ from fastavro.validation import validate as _avro_validate
 
 __all__ = [
     "MAGIC",
+    "MAX_BYTES",
     "SCHEMA_DIR",
     "SCHEMA_NAMES",
     "Codec",
@@ -124,6 +125,10 @@ class Codec:
         """
         if not data:
             raise DecodeError("empty message: expected Avro single-object encoding or a JSON object")
+        limit = MAX_BYTES.get(self.name)
+        if limit is not None and len(data) > limit:
+            raise DecodeError(f"{self.name} of {len(data):,} bytes is larger than the {limit:,} bytes allowed "
+                              f"(schemas/codec.py MAX_BYTES): send features, not documents", stage="validate")
         if data[:2] == MAGIC:
             record = self._decode_avro(data)
         elif data.lstrip()[:1] in (b"{", b"["):
@@ -245,6 +250,10 @@ def _check_score_batch(record: dict) -> None:
     for score in record["scores"]:
         _check_score(score)
 
+
+#: The largest message of a record type any worker accepts: a request is features, not a
+#: document, and one oversized message must not stall a micro-batch for everyone.
+MAX_BYTES: dict[str, int] = {"Request": 256 * 1024, "Feedback": 64 * 1024}
 
 _SEMANTIC_CHECKS: dict[str, Callable[[dict], None]] = {
     "Request": _check_request,

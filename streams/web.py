@@ -17,7 +17,7 @@ import faust
 from faust.web import Request, Response, View
 
 from pipelines.spec import PipelineSpec
-from schemas.codec import DecodeError, codec_for
+from schemas.codec import MAX_BYTES, DecodeError, codec_for
 from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, PipelineMetrics, serve_metrics, state_gauges
 from streams.settings import Settings
 from streams.topics import PipelineTopics
@@ -115,6 +115,9 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                 return self.json({"error": f"unknown pipeline {pipeline!r}; this server runs {spec.name!r}"},
                                  status=404)
             body = await self.read_request_content(request)
+            if len(body) > MAX_BYTES["Request"]:
+                return self.json({"error": f"body of {len(body):,} bytes is larger than the {MAX_BYTES['Request']:,} "
+                                           f"bytes a request may have: send features, not documents"}, status=413)
             try:
                 record = _request_from_body(body, codec)
             except DecodeError as exc:

@@ -139,6 +139,8 @@ def test_pipeline__rest_predict_round_trip(broker, trained, tmp_path, run):
             missing = http.post(f"/v1/{stack.spec.name}/predict", json={"deadline_ms": 50})
             assert missing.status_code == 400 and "features" in missing.json()["error"]
             assert http.post("/v1/nope/predict", json={"features": features}).status_code == 404
+            huge = http.post(f"/v1/{stack.spec.name}/predict", json={"features": features, "tenant": "x" * 300_000})
+            assert huge.status_code == 413 and "262,144" in huge.json()["error"]
             health = http.get("/v1/health").json()
             assert health["status"] == "ok" and health["ranking"] == ["xgb", "lr"]
             # Faust's own views (table contents, topology) are off unless RDV_FAUST_VIEWS=1
