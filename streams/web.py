@@ -19,6 +19,7 @@ from faust.web import Request, Response, View
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAX_BYTES, DecodeError, codec_for
 from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, PipelineMetrics, serve_metrics, state_gauges
+from streams.openapi import openapi, unanswerable
 from streams.settings import Settings
 from streams.topics import PipelineTopics
 
@@ -38,6 +39,9 @@ class ReplyBoard:
         future = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         return future
+
+    def waiting(self, request_id: str) -> bool:
+        return request_id in self._waiting
 
     def forget(self, request_id: str) -> None:
         self._waiting.pop(request_id, None)
@@ -108,6 +112,12 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                 body = await asyncio.to_thread(metrics.render)
                 return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    @app.page("/openapi.json")
+    class OpenAPI(View):
+        async def get(self, request: Request) -> Response:
+            server = getattr(app, "rdv_rendezvous", None)
+            return self.json(openapi(server.spec if server else spec))
+
     @app.page("/v1/{pipeline}/predict")
     class Predict(View):
         async def post(self, request: Request, pipeline: str) -> Response:
@@ -122,7 +132,15 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                 record = _request_from_body(body, codec)
             except DecodeError as exc:
                 return self.json({"error": exc.reason}, status=400)
+            server = getattr(app, "rdv_rendezvous", None)
+            problem = unanswerable(record["features"], server.spec if server else spec)
+            if problem:
+                return self.json({"error": problem}, status=422)
             rid = record["request_id"]
+            if replies.waiting(rid) or (server is not None and (server.mailboxes.get(rid) is not None
+                                                                or rid in server.answered)):
+                return self.json({"error": f"request_id {rid!r} was already used: a request is answered once. "
+                                           f"Leave request_id out and the server makes a fresh one."}, status=409)
             future = replies.expect(rid)
             deadline_s = (record["deadline_ms"] or spec.deadline_ms) / 1000.0
             await requests.send(key=rid.encode(), value=codec.encode(record))
