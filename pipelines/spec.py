@@ -225,6 +225,7 @@ class PipelineSpec:
     task: str = "classification"
     feedback_ttl_s: int = 600     # feedback later than this after its request is refused (DLQ)
     checkpoint_s: int = 60        # online learners are checkpointed to the registry this often
+    tenants: tuple[str, ...] | None = None  # who may call it over REST (with tokens on); None: every tenant
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -276,6 +277,7 @@ class PipelineSpec:
             task=task,
             feedback_ttl_s=_positive(data.get("feedback_ttl_s", 600), "feedback_ttl_s"),
             checkpoint_s=_positive(data.get("checkpoint_s", 60), "checkpoint_s"),
+            tenants=_tenants(data.get("tenants")),
             source=source,
         )
 
@@ -291,6 +293,7 @@ class PipelineSpec:
             "task": self.task,
             "feedback_ttl_s": self.feedback_ttl_s,
             "checkpoint_s": self.checkpoint_s,
+            **({"tenants": list(self.tenants)} if self.tenants is not None else {}),
             "models": [
                 {
                     "id": m.id, "version": m.version, "flavour": m.flavour, "role": m.role,
@@ -355,3 +358,11 @@ def load_spec(path: str | Path) -> PipelineSpec:
     if not isinstance(data, Mapping):
         raise SpecError(f"spec file {path} must hold a mapping with 'pipeline' and 'models'")
     return PipelineSpec.from_dict(data, source=path.resolve())
+
+
+def _tenants(raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) and t for t in raw):
+        raise SpecError("field 'tenants' must be a non-empty list of tenant names (or left out: every tenant)")
+    return tuple(raw)

@@ -54,6 +54,19 @@ def _foreground(process_stop, what: str) -> None:
 
 
 @main.command()
+@click.option("--tenant", required=True, help="The tenant the token acts for.")
+def token(tenant: str) -> None:
+    """Make a REST bearer token for TENANT: prints the token (once: only its hash is stored) and the
+    line to add to RDV_TOKENS_FILE (or the RDV_TOKENS entry)."""
+    from streams.auth import hash_token, new_token
+
+    secret = new_token()
+    click.echo(f"token (give it to the caller; it is not stored): {secret}")
+    click.echo(f"RDV_TOKENS_FILE line:  {tenant} {hash_token(secret)}")
+    click.echo(f"or RDV_TOKENS entry:   {tenant}:{hash_token(secret)}")
+
+
+@main.command()
 @click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1.")
 def broker(port: int) -> None:
     """Run the embedded broker (Tansu, memory only) in the foreground; Ctrl-C stops it."""

@@ -61,7 +61,7 @@ def _features_schema(spec: PipelineSpec) -> dict:
     return schema
 
 
-def openapi(spec: PipelineSpec) -> dict:
+def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
     error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     score = {"type": "object", "properties": {k: {} for k in ("model_id", "model_version", "role", "prediction",
                                                               "status", "latency_ms")}}
@@ -96,7 +96,7 @@ def openapi(spec: PipelineSpec) -> dict:
 
     pipeline = {"name": "pipeline", "in": "path", "required": True, "schema": {"type": "string"},
                 "example": spec.name}
-    return {
+    document = {
         "openapi": "3.0.3",
         "info": {"title": f"Rendezvous: pipeline {spec.name}", "version": "1"},
         "paths": {
@@ -126,3 +126,12 @@ def openapi(spec: PipelineSpec) -> dict:
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
     }
+    if bearer:  # tokens are on: every REST call needs one (GET /metrics and this document do not)
+        document["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
+        for path, item in document["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in item.values():
+                    operation["security"] = [{"bearer": []}]
+                    operation["responses"]["401"] = json(error, "missing or unknown bearer token")
+                    operation["responses"]["403"] = json(error, "this tenant may not use this pipeline")
+    return document

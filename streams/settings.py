@@ -46,6 +46,8 @@ class Settings:
     web_port: int = 8080
     metrics_port: int = 0                # GET /metrics on its own port (0: on the web port)
     faust_views: bool = False            # Faust's own views (/table/…, /router/…, /graph): table data and topology
+    tokens: str = ""                     # REST bearer tokens: tenant:sha256,… (streams/auth.py); none: open
+    tokens_file: str = ""                # … or a file of "tenant sha256" lines
     log_level: str = "warning"
 
     def __post_init__(self) -> None:

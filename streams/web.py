@@ -9,6 +9,7 @@ request's partition when one core worker runs; see README "Scaling out").
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from faust.web import Request, Response, View
 
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAX_BYTES, DecodeError, codec_for
+from streams.auth import Tokens
 from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, PipelineMetrics, serve_metrics, state_gauges
 from streams.openapi import openapi, unanswerable
 from streams.settings import Settings
@@ -25,6 +27,7 @@ from streams.topics import PipelineTopics
 
 __all__ = ["ReplyBoard", "register"]
 
+log = logging.getLogger(__name__)
 _MARGIN_S = 0.25
 _STATUS = {"ok": 200, "timeout": 504, "error": 502}
 
@@ -56,10 +59,34 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
              replies: ReplyBoard) -> None:
     requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
     codec = codec_for("Request")
+    tokens = Tokens.from_settings(settings)
+    if tokens is None:
+        log.info("REST API open to every caller: no tokens configured (RDV_TOKENS / RDV_TOKENS_FILE)")
+
+    def live() -> PipelineSpec:
+        server = getattr(app, "rdv_rendezvous", None)
+        return server.spec if server else spec
+
+    def authorize(view: View, request: Request, pipeline: bool = True) -> tuple[str | None, Response | None]:
+        """(the caller's tenant, or the refusal to return). Open API: (None, None)."""
+        if tokens is None:
+            return None, None
+        tenant = tokens.tenant_of(request.headers.get("Authorization"))
+        if tenant is None:
+            return None, view.json({"error": "missing or unknown bearer token: send 'Authorization: Bearer <token>' "
+                                             "(`rendezvous token --tenant NAME` makes one)"}, status=401,
+                                   headers={"WWW-Authenticate": "Bearer"})
+        allowed = live().tenants
+        if pipeline and allowed is not None and tenant not in allowed:
+            return None, view.json({"error": f"tenant {tenant!r} may not use pipeline {spec.name!r}"}, status=403)
+        return tenant, None
 
     @app.page("/v1/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
+            _, refused = authorize(self, request, pipeline=False)
+            if refused:
+                return refused
             server = getattr(app, "rdv_rendezvous", None)
             live = server.spec if server else spec
             return self.json({
@@ -76,6 +103,9 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         """Every model's score state (feedback accuracy, latency, agreement) and why any is set aside."""
 
         async def get(self, request: Request, pipeline: str) -> Response:
+            _, refused = authorize(self, request)
+            if refused:
+                return refused
             server = getattr(app, "rdv_rendezvous", None)
             if pipeline != spec.name or server is None:
                 return self.json({"error": f"unknown pipeline {pipeline!r}; this server runs {spec.name!r}"}, status=404)
@@ -115,12 +145,14 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     @app.page("/openapi.json")
     class OpenAPI(View):
         async def get(self, request: Request) -> Response:
-            server = getattr(app, "rdv_rendezvous", None)
-            return self.json(openapi(server.spec if server else spec))
+            return self.json(openapi(live(), bearer=tokens is not None))
 
     @app.page("/v1/{pipeline}/predict")
     class Predict(View):
         async def post(self, request: Request, pipeline: str) -> Response:
+            tenant, refused = authorize(self, request)
+            if refused:
+                return refused
             if pipeline != spec.name:
                 return self.json({"error": f"unknown pipeline {pipeline!r}; this server runs {spec.name!r}"},
                                  status=404)
@@ -132,6 +164,11 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                 record = _request_from_body(body, codec)
             except DecodeError as exc:
                 return self.json({"error": exc.reason}, status=400)
+            if tenant is not None:  # the token says who calls
+                if record.get("tenant") not in (None, tenant):
+                    return self.json({"error": f"field 'tenant' is {record['tenant']!r} but the token belongs to "
+                                               f"tenant {tenant!r}"}, status=403)
+                record["tenant"] = tenant
             server = getattr(app, "rdv_rendezvous", None)
             problem = unanswerable(record["features"], server.spec if server else spec)
             if problem:

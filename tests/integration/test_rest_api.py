@@ -68,3 +68,42 @@ def test_rest_api__openapi_names_every_route_and_predict_validates_features(rest
     first = httpx.post(f"{base}/v1/{rest_stack.spec.name}/predict", json={"features": features, "request_id": "once"})
     again = httpx.post(f"{base}/v1/{rest_stack.spec.name}/predict", json={"features": features, "request_id": "once"})
     assert first.status_code == 200 and again.status_code == 409 and "already used" in again.json()["error"]
+
+
+def test_rest_api__tokens_bind_callers_to_tenants(embedded_broker, trained, tmp_path, run):
+    from streams.auth import hash_token
+
+    acme, beta = "rdv_acme_secret", "rdv_beta_secret"
+    stack = make_stack(embedded_broker, trained, tmp_path, spec={"tenants": ["acme"]},
+                       tokens=f"acme:{hash_token(acme)},beta:{hash_token(beta)}")
+    base = f"http://127.0.0.1:{stack.settings.web_port}"
+    predict, models = f"{base}/v1/{stack.spec.name}/predict", f"{base}/v1/{stack.spec.name}/models"
+    with stack:
+        run(_ready(stack))
+        features = httpx.get(f"{base}/openapi.json").json()["paths"]["/v1/{pipeline}/predict"]["post"][
+            "requestBody"]["content"]["application/json"]["schema"]["properties"]["features"]["example"]
+
+        def call(method, url, token=None, **kwargs):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return httpx.request(method, url, headers=headers, timeout=10, **kwargs)
+
+        anonymous = call("POST", predict, json={"features": features})
+        forged = call("POST", predict, "rdv_guess", json={"features": features})
+        other_tenant = call("POST", predict, beta, json={"features": features})
+        other_models = call("GET", models, beta)
+        impersonating = call("POST", predict, acme, json={"features": features, "tenant": "beta"})
+        answered = call("POST", predict, acme, json={"features": features})
+        own_models = call("GET", models, acme)
+        health = call("GET", f"{base}/v1/health")
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert "rendezvous token" in anonymous.json()["error"] and forged.status_code == 401
+    assert other_tenant.status_code == 403 and other_models.status_code == 403
+    assert "tenant 'beta' may not use" in other_tenant.json()["error"]
+    assert impersonating.status_code == 403 and "belongs to tenant 'acme'" in impersonating.json()["error"]
+    assert answered.status_code == 200 and answered.json()["tenant"] == "acme"
+    assert own_models.status_code == 200 and health.status_code == 401
+
+
+async def _ready(stack):
+    client = await ready_client(stack)
+    await client.__aexit__(None, None, None)
