@@ -50,6 +50,38 @@ def test_flavours__tampered_artifact_is_refused(spec, tmp_path):
         load_model(replace(spec.model("xgb"), artifact=copy))
 
 
+class _Payload:
+    """Unpickling this runs code: it writes the marker file named in its state."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.write_text, (pathlib.Path(self.marker), "pwned"))
+
+
+def test_flavours__a_tampered_pickle_never_executes(tmp_path):
+    """River models are pickles: swapping the file for one that runs code on load must be caught
+    by the SHA-256 check *before* anything is unpickled."""
+    import pickle
+    from dataclasses import replace
+
+    from pipelines.flavours.base import sha256_of
+    from pipelines.spec import ModelSpec
+
+    honest = load_spec(train_demo_models(tmp_path / "m", n_train=500, river=True)).model("river")
+    marker = tmp_path / "executed"
+    evil = tmp_path / "river.pkl"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    assert sha256_of(evil) != honest.sha256
+    with pytest.raises(ArtifactError, match="refusing to load"):
+        load_model(replace(honest, artifact=evil))
+    assert not marker.exists()  # the payload never ran
+    assert isinstance(honest, ModelSpec) and load_model(honest).score_batch([{"age": 1.0}])  # the real one loads
+
+
 def test_flavours__skops_file_with_untrusted_types_is_refused(spec, tmp_path):
     from dataclasses import replace
 
