@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from features.profile import current_profile
 from pipelines.spec import PipelineSpec
 from schemas.codec import DecodeError, codec_for
-from streams.settings import Settings
+from streams.settings import Settings, kafka_security
 from streams.topics import PipelineTopics
 from tables.quality import QualityTable
 
@@ -71,8 +71,8 @@ class QualityWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         bootstrap = self.settings.bootstrap
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=1000)
+        self.producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=1000)
         await self.producer.start()
         await self.consumer.start()
         try:

@@ -51,6 +51,7 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_credentials=settings.faust_credentials(),  # SASL / TLS from RDV_SECURITY_PROTOCOL & co.
         producer_linger_ms=settings.linger_ms,
         stream_wait_empty=False,
         web_enabled=web,

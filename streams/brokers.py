@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from streams.settings import kafka_security
 
 __all__ = ["BrokerError", "BrokerProcess", "EmbeddedBroker", "KafkaBroker", "free_port", "wait_for_broker"]
 
@@ -36,10 +37,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _ping(bootstrap: str) -> None:
+async def _ping(bootstrap: str, security: dict | None = None) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    security = kafka_security() if security is None else security
+    admin = AIOKafkaAdminClient(**security, bootstrap_servers=bootstrap, request_timeout_ms=3000)
     await admin.start()
     try:
         await admin.list_topics()
@@ -47,25 +49,27 @@ async def _ping(bootstrap: str) -> None:
         await admin.close()
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None) -> None:
-    """Block until ``bootstrap`` answers a metadata request (or fail with the reason)."""
+def wait_for_broker(bootstrap: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None,
+                    security: dict | None = None) -> None:
+    """Block until ``bootstrap`` answers a metadata request (or fail with the reason); ``security``:
+    aiokafka's keyword arguments (default: this process's, streams.settings.kafka_security)."""
     deadline = time.monotonic() + timeout_s
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # connection refused is expected while it starts
     try:
-        _wait(bootstrap, deadline, process)
+        _wait(bootstrap, deadline, process, security)
     finally:
         quiet.setLevel(level)
 
 
-def _wait(bootstrap: str, deadline: float, process: subprocess.Popen | None) -> None:
+def _wait(bootstrap: str, deadline: float, process: subprocess.Popen | None, security: dict | None) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise BrokerError(f"broker process exited with code {process.returncode} before answering")
         try:
-            asyncio.run(_ping(bootstrap))
+            asyncio.run(_ping(bootstrap, security))
             return
         except Exception as exc:  # not up yet
             last = exc
@@ -94,6 +98,11 @@ class BrokerProcess:
     def command(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def plaintext_bootstrap(self) -> str:
+        """Where the broker answers without credentials (to know it is up)."""
+        return self.bootstrap
+
     def configure(self, settings):
         """``settings`` pointed at this broker, with its kind's defaults (streams/settings.py TUNING)."""
         return settings.for_broker(self.url, self.kind)
@@ -103,7 +112,7 @@ class BrokerProcess:
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_for_broker(self.bootstrap, timeout_s, self.process)
+            wait_for_broker(self.plaintext_bootstrap, timeout_s, self.process, security={})
         except BaseException:
             self.stop()
             raise
@@ -144,12 +153,21 @@ class KafkaBroker(BrokerProcess):
 
     kind = "kafka"
 
-    def __init__(self, port: int | None = None, log_dir: Path | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_dir: Path | None = None, log_path: Path | None = None,
+                 scram_users: dict[str, str] | None = None) -> None:
+        """``scram_users`` (name -> password): clients must log in with SASL/SCRAM-SHA-256 on ``port``
+        (the broker's own traffic stays on an internal plaintext listener)."""
         super().__init__(port, log_path)
+        self.scram_users = scram_users
+        self.internal_port = free_port()
         self.controller_port = free_port()
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="rdv-kafka-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.lib_dir = ensure_kafka_jars()
+
+    @property
+    def plaintext_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.internal_port}" if self.scram_users else self.bootstrap
 
     def _properties(self) -> Path:
         props = {
@@ -170,6 +188,16 @@ class KafkaBroker(BrokerProcess):
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
         }
+        if self.scram_users:
+            props.update({
+                "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},PLAINTEXT://127.0.0.1:{self.internal_port},"
+                             f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},PLAINTEXT://127.0.0.1:{self.internal_port}",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-256",
+                "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            })
         path = self.log_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
@@ -183,7 +211,9 @@ class KafkaBroker(BrokerProcess):
         props = self._properties()
         if not (self.log_dir / "data" / "meta.properties").exists():
             cluster_id = _cluster_id()
-            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+            scram = [arg for name, password in (self.scram_users or {}).items()
+                     for arg in ("--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]")]
+            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram),
                            check=True, capture_output=True)
         return self._java("kafka.Kafka", str(props))
 

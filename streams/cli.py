@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from streams.settings import NoBrokerError, Settings
+from streams.settings import NoBrokerError, Settings, use_security
 
 __all__ = ["main"]
 
@@ -106,6 +106,7 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
     settings = Settings.from_env(broker=broker, data_dir=data_dir)
     if not settings.broker:
         raise click.ClickException(str(NoBrokerError("worker")))
+    use_security(settings)
     from tables.registry import live_pipeline
 
     live = asyncio.run(live_pipeline(load_spec(spec), settings.bootstrap, settings.data_dir))

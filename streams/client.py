@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.codec import DecodeError, codec_for, decode_scores
 from streams.topics import PipelineTopics
+from streams.settings import kafka_security
 
 __all__ = ["PipelineClient", "Received"]
 
@@ -49,9 +50,9 @@ class PipelineClient:
         self._arrived = asyncio.Event()
 
     async def __aenter__(self) -> "PipelineClient":
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=self.tuning["linger_ms"])
+        self.producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=self.bootstrap, acks="all", linger_ms=self.tuning["linger_ms"])
         # (no enable_idempotence: Tansu answers InitProducerId with UnknownError)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                          fetch_max_wait_ms=self.tuning["fetch_max_wait_ms"],
                                          fetch_min_bytes=self.tuning["fetch_min_bytes"], auto_offset_reset="earliest")
         await self.producer.start()

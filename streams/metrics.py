@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from streams.settings import kafka_security
 
 __all__ = ["CONTENT_TYPE_LATEST", "PipelineMetrics", "LagMonitor", "serve_metrics"]
 
@@ -149,8 +150,8 @@ class LagMonitor:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        ends = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(**kafka_security(), bootstrap_servers=self.bootstrap)
+        ends = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await admin.start()
         await ends.start()
         partitions: dict[str, list[int]] = {}

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-__all__ = ["Settings", "NoBrokerError", "kafka_bootstrap"]
+__all__ = ["Settings", "NoBrokerError", "kafka_bootstrap", "kafka_security", "use_security"]
 
 
 class NoBrokerError(RuntimeError):
@@ -47,6 +47,13 @@ class Settings:
     metrics_port: int = 0                # GET /metrics on its own port (0: on the web port)
     faust_views: bool = False            # Faust's own views (/table/…, /router/…, /graph): table data and topology
     tokens: str = ""                     # REST bearer tokens: tenant:sha256,… (streams/auth.py); none: open
+    security_protocol: str = "PLAINTEXT"  # to the broker: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str = ""             # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""                 # CA bundle that signed the broker's certificate
+    ssl_certfile: str = ""               # client certificate (mutual TLS) …
+    ssl_keyfile: str = ""                # … and its key
     tokens_file: str = ""                # … or a file of "tenant sha256" lines
     log_level: str = "warning"
 
@@ -76,11 +83,63 @@ class Settings:
                 values[f.name] = _convert(f.name, raw, _TYPES.get(f.name) or type(getattr(cls, f.name, None)))
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
+    def kafka_security(self) -> dict:
+        """Keyword arguments for every aiokafka client (the same reach Faust through
+        :meth:`faust_credentials`); empty for a plaintext broker."""
+        protocol = self.security_protocol.upper()
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"RDV_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of {PROTOCOLS}")
+        if protocol == "PLAINTEXT":
+            return {}
+        out: dict = {"security_protocol": protocol}
+        if protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            out["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile or None, certfile=self.ssl_certfile or None,
+                                                    keyfile=self.ssl_keyfile or None)
+        if protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ValueError(f"RDV_SECURITY_PROTOCOL={protocol} needs RDV_SASL_MECHANISM, RDV_SASL_USERNAME "
+                                 f"and RDV_SASL_PASSWORD")
+            out.update(sasl_mechanism=self.sasl_mechanism.upper(), sasl_plain_username=self.sasl_username,
+                       sasl_plain_password=self.sasl_password)
+        return out
+
+    def faust_credentials(self):
+        """The same settings as Faust's ``broker_credentials`` (None for plaintext)."""
+        security = self.kafka_security()
+        if not security:
+            return None
+        import faust
+
+        if "sasl_mechanism" in security:
+            return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password,
+                                         mechanism=security["sasl_mechanism"], ssl_context=security.get("ssl_context"))
+        return faust.SSLCredentials(security["ssl_context"])
+
     @property
     def bootstrap(self) -> str:
         if not self.broker:
             raise NoBrokerError("this command")
         return kafka_bootstrap(self.broker)
+
+
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+_ACTIVE: list = []  # the Settings a process chose with use_security()
+
+
+def use_security(settings: "Settings") -> None:
+    """Make ``settings``' broker security the one every client of this process uses (the CLI, a
+    Stack and the benchmarks call this; workers read it from their environment)."""
+    _ACTIVE[:] = [settings]
+
+
+def kafka_security() -> dict:
+    """:meth:`Settings.kafka_security` for clients made where no Settings is at hand: the one chosen
+    with :func:`use_security`, else the environment's."""
+    return (_ACTIVE[0] if _ACTIVE else Settings.from_env()).kafka_security()
 
 
 TUNING = {  # broker kind -> defaults of the latency/throughput knobs

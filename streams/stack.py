@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipelines.spec import PipelineSpec
 from streams.brokers import BrokerProcess, EmbeddedBroker
-from streams.settings import Settings
+from streams.settings import Settings, use_security
 from streams.topics import ensure_topics
 from tables.registry import live_pipeline
 
@@ -33,6 +33,7 @@ class Stack:
             self.broker = EmbeddedBroker()
             settings = self.broker.configure(settings)
         self.settings = settings
+        use_security(settings)  # this process's clients (topics, registry seed, probes) reach the broker alike
         self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
         self.workers: dict[str, subprocess.Popen] = {}
 

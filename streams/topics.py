@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from streams.settings import kafka_security
 
 __all__ = ["PipelineTopics", "TopicMismatch", "ensure_topics"]
 
@@ -48,7 +49,7 @@ class PipelineTopics:
 async def ensure_topics(bootstrap: str, pipeline: str, partitions: int, replication: int = 1) -> list[str]:
     """Create the pipeline's missing topics; fail if an existing one has another partition count."""
     topics = PipelineTopics(pipeline)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_security(), bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await admin.start()
     try:
         names = topics.all() + topics.changelogs()

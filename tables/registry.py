@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pipelines.registry import apply
 from schemas.codec import DecodeError, codec_for
 from tables.results import records_until
+from streams.settings import kafka_security
 
 __all__ = ["RegistryView", "publish_events", "read_registry", "seed_registry"]
 
@@ -39,7 +40,7 @@ class RegistryView:
     async def start(self, follow: bool = True, timeout_s: float = 30.0) -> dict[str, dict]:
         # 100 ms: changes are rare; a shorter wait only makes every idle worker poll the broker
         # more often (Tansu answers an empty fetch after the full wait, Kafka too)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                          fetch_max_wait_ms=100, auto_offset_reset="earliest")
         await self.consumer.start()
         try:
@@ -109,7 +110,7 @@ async def read_registry(bootstrap: str, topic: str) -> dict[str, dict]:
 async def publish_events(bootstrap: str, topic: str, events: list[dict], encoding: str = "avro") -> None:
     """Write ModelEvents (keyed by model id, in order, to partition 0) and wait until the broker has them."""
     codec = codec_for("ModelEvent")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
     try:
         for record in events:

@@ -14,6 +14,7 @@ from typing import AsyncIterator, Iterable, Mapping
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import DecodeError, codec_for
+from streams.settings import kafka_security
 
 __all__ = ["read_answered", "read_records", "records_until"]
 
@@ -23,7 +24,7 @@ async def read_answered(bootstrap: str, topic: str, partitions: Iterable[int], w
     tps = [TopicPartition(topic, p) for p in partitions]
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -59,7 +60,7 @@ async def records_until(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition
 
 async def read_records(bootstrap: str, topic: str, schema: str) -> list[tuple[int, dict]]:
     """Every decodable record of ``topic`` (as ``schema``) up to its current end: (timestamp ms, record)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()

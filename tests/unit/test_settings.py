@@ -71,3 +71,19 @@ def test_settings__fetch_and_linger_defaults_follow_the_broker_kind_unless_set()
     assert moved.linger_ms == 1.0  # set in the environment: the kind's default does not replace it
     with pytest.raises(ValueError, match="RDV_BROKER_KIND"):
         Settings.from_env({"RDV_BROKER_KIND": "redpanda"})
+
+
+def test_settings__broker_security_for_aiokafka_and_faust():
+    assert Settings.from_env({}).kafka_security() == {} and Settings.from_env({}).faust_credentials() is None
+    sasl = Settings.from_env({"RDV_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "RDV_SASL_MECHANISM": "scram-sha-512",
+                              "RDV_SASL_USERNAME": "u", "RDV_SASL_PASSWORD": "p"})
+    assert sasl.kafka_security() == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                                     "sasl_plain_username": "u", "sasl_plain_password": "p"}
+    credentials = sasl.faust_credentials()
+    assert (credentials.username, credentials.mechanism.value) == ("u", "SCRAM-SHA-512")
+    tls = Settings.from_env({"RDV_SECURITY_PROTOCOL": "SSL"}).kafka_security()
+    assert tls["security_protocol"] == "SSL" and tls["ssl_context"].verify_mode.name == "CERT_REQUIRED"
+    with pytest.raises(ValueError, match="RDV_SASL_MECHANISM"):
+        Settings.from_env({"RDV_SECURITY_PROTOCOL": "SASL_SSL"}).kafka_security()
+    with pytest.raises(ValueError, match="RDV_SECURITY_PROTOCOL"):
+        Settings.from_env({"RDV_SECURITY_PROTOCOL": "KERBEROS"}).kafka_security()
