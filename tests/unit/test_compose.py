@@ -10,7 +10,7 @@ from streams.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-OTHERS = {"kafka", "prometheus", "grafana"}  # not ours
+OTHERS = {"kafka", "prometheus", "grafana", "kafka-ui"}  # not ours
 
 
 def test_compose__kafka_is_official_image_in_kraft_mode():
@@ -53,3 +53,10 @@ def test_compose__prometheus_scrapes_the_core_and_grafana_gets_the_dashboard():
     assert services["core"]["environment"]["RDV_WEB_HOST"] == "0.0.0.0"
     provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/rendezvous.yml").read_text())
     assert mounted["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+
+
+def test_compose__kafka_ui_points_at_the_internal_listener():
+    ui = COMPOSE["services"]["kafka-ui"]
+    assert ui["image"].startswith("ghcr.io/kafbat/kafka-ui:")
+    internal = COMPOSE["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")[0]
+    assert ui["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == internal.split("://")[1]
