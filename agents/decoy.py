@@ -1,7 +1,9 @@
 """The decoy: archives every raw request exactly as the models saw it.
 
 Parquet files under ``$RDV_DATA_DIR/<pipeline>/archive/`` for offline work (replay, retrain,
-the quality worker, notebooks), written in batches off the event loop. The decoy has no
+the quality worker, notebooks), written in batches off the event loop; before every offset
+commit the rows not yet written are spooled to ``archive/spool/`` (merged at the next batch),
+so no archived request is lost to a crash. The decoy has no
 stream of its own: the core consumes ``{p}.requests`` once, and each request is decoded once,
 archived here, then opened at the rendezvous (``agents/rendezvous.py``). Requests that do not
 decode go to the DLQ with the reason, once.
@@ -39,6 +41,13 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     @app.on_before_shutdown.connect
     async def _final_flush(app, **kwargs):
         archive.flush()
+
+    async def spool() -> None:
+        await asyncio.to_thread(archive.spool)
+
+    # before Faust commits the offsets of archived requests, their rows are on disk (a SIGKILL
+    # once lost the last seconds of the archive: tests/reliability/test_kills.py)
+    app.rdv_before_commit.append(spool)
 
     return archive
 

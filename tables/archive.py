@@ -42,20 +42,45 @@ class _ParquetBuffer:
         self._lock = threading.Lock()
 
     def flush(self) -> Path | None:
-        """Write what is buffered to a new file (thread-safe; called off the event loop)."""
+        """Write what is buffered, and what was spooled, to a new file (thread-safe; off the event loop).
+
+        The spooled files are deleted only after the new file is in place: a crash in between
+        leaves rows twice, which every reader de-duplicates by ``request_id``."""
         with self._lock:
             rows, self._rows = self._rows, []
-            if not rows:
+            spooled = sorted(self._spool_dir.glob("*.parquet")) if self._spool_dir.exists() else []
+            if not rows and not spooled:
                 return None
-            schema = self.schema
-            table = pa.table({name: pa.array(col, type=schema.field(name).type)
-                              for name, col in zip(schema.names, zip(*rows))}, schema=schema)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"part-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
-            tmp = path.with_suffix(".tmp")
-            pq.write_table(table, tmp, compression="zstd")
-            tmp.rename(path)
+            tables = [pq.read_table(f) for f in spooled] + ([self._table(rows)] if rows else [])
+            path = self._write(pa.concat_tables(tables), self.directory)
+            for f in spooled:
+                f.unlink()
             return path
+
+    def spool(self) -> Path | None:
+        """Make what is buffered durable now, as a small file ``flush`` merges later: the core calls
+        this before every offset commit, so a crash (even SIGKILL) loses no archived request."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            return self._write(self._table(rows), self._spool_dir) if rows else None
+
+    @property
+    def _spool_dir(self) -> Path:
+        return self.directory / "spool"
+
+    def _table(self, rows: list[tuple]) -> pa.Table:
+        schema = self.schema
+        return pa.table({name: pa.array(col, type=schema.field(name).type)
+                         for name, col in zip(schema.names, zip(*rows))}, schema=schema)
+
+    @staticmethod
+    def _write(table: pa.Table, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"part-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.rename(path)
+        return path
 
 
 class ParquetArchive(_ParquetBuffer):
