@@ -16,7 +16,7 @@ import pytest
 
 from tables.archive import read_archive
 
-from tests.integration.conftest import all_answered, make_stack, ready_client, rows, run  # noqa: F401 (fixture)
+from tests.integration.conftest import all_answered, make_stack, ready_client, rows
 
 pytestmark = pytest.mark.integration
 
