@@ -47,6 +47,7 @@ class Settings:
     metrics_port: int = 0                # GET /metrics on its own port (0: on the web port)
     faust_views: bool = False            # Faust's own views (/table/…, /router/…, /graph): table data and topology
     tokens: str = ""                     # REST bearer tokens: tenant:sha256,… (streams/auth.py); none: open
+    tokens_file: str = ""                # … or a file of "tenant sha256" lines
     security_protocol: str = "PLAINTEXT"  # to the broker: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str = ""             # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str = ""
@@ -54,7 +55,6 @@ class Settings:
     ssl_cafile: str = ""                 # CA bundle that signed the broker's certificate
     ssl_certfile: str = ""               # client certificate (mutual TLS) …
     ssl_keyfile: str = ""                # … and its key
-    tokens_file: str = ""                # … or a file of "tenant sha256" lines
     log_level: str = "warning"
 
     def __post_init__(self) -> None:

@@ -10,6 +10,10 @@
    records no acknowledgement while the flow is suspended (or from an older generation):
    such messages are delivered again after the restart or rebalance — at least once, never
    lost; every sink of ours is idempotent per request_id.
+3. Before every offset commit the consumer awaits the app's ``rdv_before_commit`` hooks: the
+   core hands its open mailboxes and the decoy's buffered archive rows to disk or the producer
+   there, and Faust then flushes the producer and commits — so state that an offset covers is
+   never only in memory, and writes need not happen per event.
 
 Registered in the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own
 plug-in point.

@@ -1,5 +1,6 @@
 """REST: ``POST /v1/{pipeline}/predict`` answers within the deadline; ``GET /v1/health``;
-``GET /v1/{pipeline}/models`` (every model's score state); ``GET /metrics`` (Prometheus).
+``GET /v1/{pipeline}/models`` (every model's score state); ``GET /metrics`` (Prometheus);
+``GET /openapi.json``. With tokens configured (streams/auth.py) every ``/v1/`` call needs one.
 
 The view sends the request to ``{p}.requests`` like any producer and waits on a future that
 the rendezvous resolves when it publishes the Result (same worker: the core app owns the
