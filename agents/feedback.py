@@ -2,8 +2,8 @@
 
 Consumes ``{p}.feedback`` (Avro or JSON, keyed by request_id, co-partitioned with the
 requests, so the worker owning a request's mailbox receives its feedback). Each label is
-joined with the request exactly as the models saw it (the decoy's archive table) and with
-every model's recorded score and the answer returned (the request's mailbox), then
+joined with the request exactly as the models saw it, every model's recorded score and the
+answer returned (all three in the request's mailbox), then
 
 * updates the per-model score state (``tables/scorestate.py``; written to its changelog-backed
   table on a schedule),
