@@ -38,6 +38,11 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def flush():
         await asyncio.to_thread(archive.flush)
 
+    @app.timer(60.0, name=f"{spec.name}-archive-retention")
+    async def retention():
+        if settings.archive_retention_s > 0:
+            await asyncio.to_thread(archive.prune, settings.archive_retention_s)
+
     @app.on_before_shutdown.connect
     async def _final_flush(app, **kwargs):
         archive.flush()

@@ -347,6 +347,11 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def flush_scores():
         await asyncio.to_thread(scores_archive.flush)
 
+    @app.timer(60.0, name=f"{spec.name}-scores-retention")
+    async def scores_retention():
+        if settings.archive_retention_s > 0:
+            await asyncio.to_thread(scores_archive.prune, settings.archive_retention_s)
+
     app.rdv_rendezvous = server
     requests_codec, results_codec = codec_for("Request"), codec_for("Result")
 

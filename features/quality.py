@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -53,7 +54,8 @@ class QualityMonitor:
     """Validates windows of requests; GX context and suite built once."""
 
     def __init__(self, pipeline: str, profile: Mapping[str, Any], gx_dir: Path, min_drifted: int = 2,
-                 unlike_limit: float = 0.1) -> None:
+                 unlike_limit: float = 0.1, keep_results: int = 500) -> None:
+        self.keep_results = keep_results  # GX validation results kept on disk (the newest)
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -87,6 +89,7 @@ class QualityMonitor:
             if name not in frame.columns:
                 frame = frame.assign(**{name: None})
         result = self.validation.run(batch_parameters={"dataframe": frame})
+        self._prune_results()
         failed = [_describe(r) for r in result.results if not r.success]
         significance = 0.05 / max(len(self.features), 1)  # Bonferroni: one window tests every feature
         drift = {name: feature_drift(self.profile["features"][name], frame[name].tolist(), significance)
@@ -96,6 +99,15 @@ class QualityMonitor:
         return {"pipeline": self.pipeline, **(window or {}), "rows": int(len(frame)), "gx_success": bool(result.success),
                 "failed": failed, "drift": drift, "drifted": [n for n, d in drift.items() if d.get("drifted")],
                 "unlike_share": unlike, "decay": decayed, "reasons": reasons}
+
+    def _prune_results(self) -> int:
+        """Retention: GX stores every validation result; keep the newest ``keep_results``."""
+        folder = Path(self.context.root_directory) / "uncommitted" / "validations"
+        runs = sorted((d for d in folder.glob("*/*/*") if d.is_dir()), key=lambda d: d.name)
+        old = runs[:-self.keep_results] if len(runs) > self.keep_results else []
+        for d in old:
+            shutil.rmtree(d, ignore_errors=True)
+        return len(old)
 
     def build_docs(self) -> Path:
         """GX Data Docs of the stored validations; the index page."""

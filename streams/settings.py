@@ -41,6 +41,7 @@ class Settings:
     dedupe_window_s: float = 60.0        # on (re)assignment, Results this recent are read back: never answered twice
     archive_flush_rows: int = 5_000      # decoy: Parquet file per this many rows …
     archive_flush_s: float = 5.0         # … or this many seconds
+    archive_retention_s: float = 7 * 86400.0  # archive files (requests, Scores) older than this are deleted; 0 keeps all
     score_state_flush_s: float = 1.0     # score-state table written this often (a crash loses at most this)
     web_host: str = "127.0.0.1"
     web_port: int = 8080

@@ -64,6 +64,14 @@ class _ParquetBuffer:
             rows, self._rows = self._rows, []
             return self._write(self._table(rows), self._spool_dir) if rows else None
 
+    def prune(self, max_age_s: float, now: float | None = None) -> int:
+        """Retention: delete archive files older than ``max_age_s``; how many."""
+        cutoff = (time.time() if now is None else now) - max_age_s
+        old = [f for f in self.directory.glob("part-*.parquet") if f.stat().st_mtime < cutoff]
+        for f in old:
+            f.unlink(missing_ok=True)
+        return len(old)
+
     @property
     def _spool_dir(self) -> Path:
         return self.directory / "spool"

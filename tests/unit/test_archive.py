@@ -35,3 +35,16 @@ def test_archive__a_crash_between_merge_and_cleanup_only_duplicates_what_readers
     shutil.copy(keep, spooled)  # as if the process died before deleting the spooled file
     ParquetArchive(tmp_path / "archive").flush()
     assert list(read_archive(tmp_path / "archive")["request_id"]) == ["a"]
+
+
+def test_archive__retention_deletes_files_older_than_the_limit(tmp_path):
+    import os
+
+    archive = ParquetArchive(tmp_path / "archive")
+    _add(archive, "old")
+    old = archive.flush()
+    os.utime(old, (1_000, 1_000))  # written long ago
+    _add(archive, "new")
+    archive.flush()
+    assert archive.prune(max_age_s=3600) == 1
+    assert list(read_archive(tmp_path / "archive")["request_id"]) == ["new"]

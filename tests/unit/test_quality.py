@@ -79,3 +79,18 @@ def test_quality__a_covariate_shift_fires_the_verdict_the_control_never_and_gx_f
     failed = " ".join(bad["failed"])
     assert "not_be_null on salary" in failed and "between on age" in failed and "in_set on car" in failed
     assert (tmp_path / "gx").exists()
+
+
+def test_quality__gx_keeps_only_the_newest_validation_results(tmp_path):
+    import pandas as pd
+
+    from features.profile import build_profile
+    from features.quality import QualityMonitor
+    from pipelines.train import AGRAWAL_FEATURES, agrawal_rows
+
+    frame = pd.DataFrame([x for x, _ in agrawal_rows(1000)])
+    monitor = QualityMonitor("p", build_profile(frame, list(AGRAWAL_FEATURES)), tmp_path / "gx", keep_results=2)
+    for i in range(4):
+        monitor.check(frame.iloc[i * 250:(i + 1) * 250])
+    stored = [d for d in (tmp_path / "gx").rglob("validations/*/*/*") if d.is_dir()]
+    assert len(stored) == 2
