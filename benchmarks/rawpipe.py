@@ -98,7 +98,7 @@ class _Collector:
 
     async def wait(self, seqs: range, timeout_s: float) -> int:
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end and any(s not in self.got for s in (seqs[-1], *seqs)):
+        while time.monotonic() < end and any(s not in self.got for s in seqs):
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), 0.5)

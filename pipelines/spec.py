@@ -72,11 +72,7 @@ class Checks:
     def from_dict(cls, raw: Any) -> "Checks":
         if raw is None:
             return cls()
-        if not isinstance(raw, Mapping):
-            raise SpecError("field 'checks' must be a mapping")
-        unknown = set(raw) - {"latency_budget_ms", "min_agreement", "min_accuracy", "min_rows"}
-        if unknown:
-            raise SpecError(f"field 'checks' has unknown keys {sorted(unknown)}")
+        _section(raw, "checks", cls.__dataclass_fields__)
         for key in ("min_agreement", "min_accuracy"):
             value = raw.get(key)
             if value is not None and (not isinstance(value, (int, float)) or not 0 <= value <= 1):
@@ -119,9 +115,7 @@ class PolicySpec:
             raw = {"name": raw or "preference"}
         if not isinstance(raw, Mapping):
             raise SpecError("field 'policy' must be a policy name or a mapping with 'name'")
-        unknown = set(raw) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise SpecError(f"field 'policy' has unknown keys {sorted(unknown)}")
+        _section(raw, "policy", cls.__dataclass_fields__)
         name = raw.get("name", "preference")
         if name not in POLICIES:
             raise SpecError(f"field 'policy' is {name!r}; expected one of {POLICIES}")
@@ -163,11 +157,7 @@ class FallbackSpec:
     def from_dict(cls, raw: Any) -> "FallbackSpec":
         if raw is None:
             return cls()
-        if not isinstance(raw, Mapping):
-            raise SpecError("field 'fallback' must be a mapping")
-        unknown = set(raw) - {"error_limit", "accuracy_margin", "min_labels", "window"}
-        if unknown:
-            raise SpecError(f"field 'fallback' has unknown keys {sorted(unknown)}")
+        _section(raw, "fallback", cls.__dataclass_fields__)
         margin = raw.get("accuracy_margin", 0.05)
         if not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
             raise SpecError(f"field 'fallback.accuracy_margin' must be a number from 0 to 1 (got {margin!r})")
@@ -199,11 +189,7 @@ class QualitySpec:
     def from_dict(cls, raw: Any) -> "QualitySpec":
         if raw is None:
             return cls()
-        if not isinstance(raw, Mapping):
-            raise SpecError("field 'quality' must be a mapping")
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SpecError(f"field 'quality' has unknown keys {sorted(unknown)}")
+        _section(raw, "quality", cls.__dataclass_fields__)
         limit = raw.get("unlike_limit", 0.1)
         if not isinstance(limit, (int, float)) or not 0 <= limit <= 1:
             raise SpecError(f"field 'quality.unlike_limit' must be a number from 0 to 1 (got {limit!r})")
@@ -317,6 +303,15 @@ def _positive(value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise SpecError(f"field '{where}' must be a positive whole number (got {value!r})")
     return value
+
+
+def _section(raw: Any, where: str, allowed) -> None:
+    """A sub-mapping of the spec: a mapping, with no key but ``allowed``."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"field '{where}' must be a mapping")
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise SpecError(f"field '{where}' has unknown keys {sorted(unknown)}")
 
 
 def _model(raw: Any, index: int, base: Path) -> ModelSpec:

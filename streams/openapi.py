@@ -22,7 +22,7 @@ def unanswerable(features: dict[str, Any], spec: PipelineSpec) -> str | None:
     """
     problems = []
     for model_id in spec.ranking:
-        model = next(m for m in spec.models if m.id == model_id)
+        model = spec.model(model_id)
         if model.flavour == "external" or not model.features:
             return None
         problem = None
@@ -52,7 +52,7 @@ def _features_schema(spec: PipelineSpec) -> dict:
     value = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}], "nullable": True}
     schema = {"type": "object", "additionalProperties": value, "minProperties": 1,
               "example": {name: 1.0 for m in spec.models for name in m.features} or {"x": 1.0}}
-    answering = [next(m for m in spec.models if m.id == model_id) for model_id in spec.ranking]
+    answering = [spec.model(model_id) for model_id in spec.ranking]
     if answering and all(m.flavour != "external" and m.features for m in answering):
         present = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
         schema["anyOf"] = [{"required": list(m.features),

@@ -171,7 +171,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                                                f"tenant {tenant!r}"}, status=403)
                 record["tenant"] = tenant
             server = getattr(app, "rdv_rendezvous", None)
-            problem = unanswerable(record["features"], server.spec if server else spec)
+            problem = unanswerable(record["features"], live())
             if problem:
                 return self.json({"error": problem}, status=422)
             rid = record["request_id"]
