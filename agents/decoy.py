@@ -47,8 +47,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def _final_flush(app, **kwargs):
         archive.flush()
 
-    async def spool() -> None:
-        await asyncio.to_thread(archive.spool)
+    def spool():
+        return asyncio.to_thread(archive.spool)
 
     # before Faust commits the offsets of archived requests, their rows are on disk (a SIGKILL
     # once lost the last seconds of the archive: tests/reliability/test_kills.py)

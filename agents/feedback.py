@@ -69,6 +69,9 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.timer(0.5, name=f"{spec.name}-alerts")
     async def publish_alerts():
+        pending_examples, server.examples = server.examples, []
+        for example in pending_examples:  # labels joined when their replayed request came (after a crash)
+            await examples.send(key=example["request_id"].encode(), value=example_codec.encode_as(example, settings.encoding))
         pending, server.alerts = server.alerts, []
         for alert in pending:
             record = {"pipeline": spec.name, "at": int(time.time() * 1000), "figures": {}, **alert}
@@ -95,19 +98,19 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                                   "figures": {k: float(found[k]) for k in ("p_value", "champion_only", "candidate_only")}})
             log.warning("auto-promote: %s", why)
 
-    @app.timer(settings.score_state_flush_s, name=f"{spec.name}-scorestate-flush")
-    async def flush_score_state():
-        await store.flush()
+    # taken at the same instant as the mailboxes (their "received" flags): a label redelivered
+    # after a crash is either counted in both or in neither
+    app.rdv_before_commit.append(store.before_commit)
 
-    @app.timer(1.0, name=f"{spec.name}-scorestate-restore")
+    @table.on_recover
     async def restore():
-        # after Faust recovered the table from its changelog (it does so after every assignment)
-        if not app.in_recovery and not app.rebalancing:
-            restored = store.restore()
-            if restored:
-                warmed = server.policy.warm(server.book.rewards())
-                log.info("score state: %d rows restored from the table; the policy started from %d rewards",
-                         restored, warmed)
+        """Faust recovered the table from its changelog (after every assignment), before any event
+        of the new assignment: merge the rows, and start the policy from their rewards."""
+        keys = store.restore()
+        if keys:
+            warmed = server.policy.warm(server.book.rewards(keys))
+            log.info("score state: %d rows restored from the table; the policy started from %d rewards",
+                     len(keys), warmed)
 
     @app.on_before_shutdown.connect
     async def _final_flush(app, **kwargs):

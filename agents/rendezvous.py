@@ -68,11 +68,13 @@ class Rendezvous:
         self.decay = ErrorDrift()  # River's ADWIN and Page-Hinkley on every model's errors
         self.policy = self._policy(spec)
         self.alerts: list[dict] = []  # fallback switches to publish on {p}.alerts
+        self.examples: list[dict] = []  # labelled examples joined outside the feedback agent, to publish
         self.paired: dict[tuple[str, str], list[int]] = {}  # (candidate, champion) -> [champion only right, candidate only]
         self.promotions: list[dict] = []  # candidates that beat the champion (their auto-promotion rule)
         self.stats: Counter = Counter()
         self.late: Counter = Counter()
         self.answered: dict[str, float] = {}  # answered before this worker had the partition
+        self.assigned: set[int] | None = None  # the partitions this worker holds (None: before the first assignment)
         self._deadlines: list[tuple[float, str]] = []
         self.orphan_grace_ms = orphan_grace_ms
         self._orphans: list[tuple[float, str]] = []
@@ -95,6 +97,18 @@ class Rendezvous:
         else:
             self.policy = self._policy(spec)
 
+    def assign(self, partitions) -> tuple[list[int], int]:
+        """A rebalance gave this worker ``partitions``. The mailboxes and score rows of partitions it
+        held before and not now leave its memory: the worker holding them recovers them from the
+        changelogs (written when they were revoked). (Lost partitions, mailboxes dropped.)"""
+        held, self.assigned = self.assigned, set(partitions)
+        lost = sorted(held - self.assigned) if held is not None else []
+        gone = [rid for rid, box in list(self.mailboxes.items()) if box["partition"] in lost] if lost else []
+        for rid in gone:
+            self.mailboxes.discard(rid)
+        self.book.drop(lost)
+        return lost, len(gone)
+
     def remember_answered(self, answered: dict[str, float]) -> None:
         """Requests that already have a Result on the results topic: never answer them again."""
         self.answered.update(answered)
@@ -109,6 +123,16 @@ class Rendezvous:
         if box["opened_at"] is not None or rid in self.answered:
             self.stats["duplicate_requests"] += 1
             self.metrics.request(duplicate=True)
+            if box["opened_at"] is None:  # answered before a crash that lost its mailbox: keep it for feedback
+                open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
+                box["done"], box["sent"] = "answered", True
+                self.mailboxes.save(rid, box, final=True)
+                heapq.heappush(self._expiry, (box["opened_at"] + self.spec.feedback_ttl_s * 1000.0, rid))
+                parked = box.pop("parked", None)
+                if parked:  # its label came first: join it now
+                    example, _ = self.on_feedback(parked, partition)
+                    if example is not None:
+                        self.examples.append(example)
             return []
         self.stats["requests"] += 1
         self.metrics.request()
@@ -120,11 +144,9 @@ class Rendezvous:
         if aside:
             box["meta"]["aside"] = aside
         out = self._decide(rid, box)
-        if out:
-            self.mailboxes.keep(rid, box)
-        else:
+        if not out:
             heapq.heappush(self._deadlines, (box["deadline_at"], rid))
-            self.mailboxes.save(rid, box)
+        self.mailboxes.save(rid, box)  # answered at once: confirm() marks it final when the Result is out
         return out
 
     def on_score(self, score: dict, partition: int) -> list[tuple]:
@@ -157,12 +179,16 @@ class Rendezvous:
         if late:
             self.late[model_id] += 1
             self.book.scored(partition, {**score, "status": "late"})
-            if box["done"] is not None:
-                file_score(box, score)  # in memory only: its feedback still counts for this model
+            if box["done"] is not None or rid in self.answered:  # its feedback still counts for this model
+                first = model_id not in box["scores"]
+                file_score(box, score)
+                if first and box.get("labelled"):  # a replay after a crash: the label came before this score
+                    self.book.labelled(partition, box["label"], {model_id: box["scores"][model_id]}, None)
+                self.mailboxes.save(rid, box, final=bool(box.get("sent")))
             return None
         self.book.scored(partition, score)
         file_score(box, score)
-        self.mailboxes.keep(rid, box)
+        self.mailboxes.save(rid, box)  # the scores an offset commit covers are in the changelog
         return box
 
     def due(self) -> list[tuple]:
@@ -205,6 +231,14 @@ class Rendezvous:
         """
         rid = feedback["request_id"]
         box = self.mailboxes.get(rid)
+        if (box is None or box["opened_at"] is None) and rid in self.answered and not (box or {}).get("parked"):
+            # a replay after a crash: the label overtook its request, which is on its way again
+            box = box or new_mailbox(partition)
+            box["parked"] = {"request_id": rid, "label": feedback["label"], "observed_at": feedback.get("observed_at")}
+            self.mailboxes.save(rid, box)
+            heapq.heappush(self._expiry, (self.clock() + self.spec.feedback_ttl_s * 1000.0, rid))
+            self.stats["feedback_parked"] += 1
+            return None, None
         if box is None or box["opened_at"] is None:
             self.stats["feedback_unknown"] += 1
             self.metrics.feedback("unknown")
@@ -219,7 +253,8 @@ class Rendezvous:
             self.stats["feedback_duplicate"] += 1
             self.metrics.feedback("duplicate")
             return None, f"feedback for request {rid!r} was already received; the first label counts"
-        box["labelled"] = True
+        box["labelled"], box["label"] = True, feedback["label"]  # durable before the feedback's offset is committed
+        self.mailboxes.save(rid, box, final=box["done"] is not None)
         features = box.get("features") if features is None else features
         self.stats["feedback"] += 1
         self.metrics.feedback("joined")
@@ -261,6 +296,7 @@ class Rendezvous:
     def confirm(self, request_id: str) -> None:
         """The Result of ``request_id`` went to the producer: write its closed mailbox durably."""
         box = self.mailboxes.get(request_id)
+        box["sent"] = True
         self.mailboxes.save(request_id, box, final=True)
         heapq.heappush(self._expiry, (box["opened_at"] + self.spec.feedback_ttl_s * 1000.0, request_id))
 
@@ -272,7 +308,7 @@ class Rendezvous:
         while self._expiry and self._expiry[0][0] <= now:
             _, rid = heapq.heappop(self._expiry)
             box = self.mailboxes.get(rid)
-            if box is not None and box["done"] is not None:
+            if box is not None and (box["done"] is not None or box["opened_at"] is None):
                 self.mailboxes.forget(rid)
                 forgotten += 1
         self.stats["mailboxes_forgotten"] += forgotten
@@ -356,17 +392,16 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     requests_codec, results_codec = codec_for("Request"), codec_for("Result")
 
     async def publish(out: list[tuple]) -> None:
-        """Results to the producer, then their closed mailboxes (open ones wait for the commit hook)."""
+        """Results to the producer; their closed mailboxes are written by the commit hook."""
         for rid, partition, record in out:
             encoding = server.encoding_of(rid, settings.encoding)
             await app.producer.send(topics.results, rid.encode(), results_codec.encode_as(record, encoding), partition,
                                     None, None)  # Faust's producer without Topic.send's per-message machinery
             server.confirm(rid)
             on_result(record)
-        await store.flush(final_only=True)
 
     # every open mailbox is handed to the producer before Faust flushes it and commits offsets
-    app.rdv_before_commit.append(store.flush)
+    app.rdv_before_commit.append(store.before_commit)
 
     archive = app.rdv_archive  # the decoy's Parquet archive (agents/decoy.py)
 
@@ -393,14 +428,24 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                 await dead_letter(dlq, spec.name, event, f"{type(exc).__name__}: {exc}", "decide")
             await publish(out)
 
+    def settled() -> bool:
+        """Not in a rebalance: the partitions this worker holds are its own (another worker may be
+        taking some over; a deadline decided now could answer a request twice)."""
+        return not app.rebalancing and not app.in_recovery
+
     @app.timer(settings.tick_ms / 1000.0, name=f"{spec.name}-deadlines")
     async def deadlines():
-        await publish(server.due())
+        if settled():
+            await publish(server.due())
+
 
     @app.on_partitions_assigned.connect
     async def _learn_answered(app, assigned, **kwargs):
         # Runs while Faust holds the new partitions paused: before any event is replayed.
         partitions = sorted({tp.partition for tp in assigned if tp.topic == topics.requests})
+        lost, dropped = server.assign(partitions)
+        if lost:
+            log.info("rendezvous: partitions %s went to another worker; their %d mailboxes left this one", lost, dropped)
         answered = await read_answered(settings.bootstrap, topics.results, partitions, settings.dedupe_window_s)
         server.remember_answered(answered)
         rescans[0] = 3  # once the tables are recovered: a few passes, not one every second forever (O(mailboxes))
@@ -411,12 +456,12 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.timer(5.0, name=f"{spec.name}-mailbox-retention")
     async def retention():
-        if server.expire():
+        if settled() and server.expire():
             await store.flush(final_only=True)
 
     @app.timer(1.0, name=f"{spec.name}-recover-deadlines")
     async def recover():
-        if rescans[0] and not app.rebalancing and not app.in_recovery:
+        if rescans[0] and settled():
             rescans[0] -= 1
             rearmed = server.recover()
             if rearmed:

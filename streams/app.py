@@ -16,6 +16,7 @@ import faust
 from pipelines.spec import PipelineSpec
 from streams.settings import Settings
 from streams.topics import PipelineTopics
+from streams.transport import write_state
 
 __all__ = ["create_app", "tune_gc"]
 
@@ -65,11 +66,21 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         web_graph_enabled=settings.faust_views,
         web_stats_enabled=settings.faust_views,
         datadir=str(settings.data_dir / "faust" / "{conf.id}"),
+        # No standby copies of the tables: a standby's rows would sit in the same in-memory store
+        # as the active ones, and the core would re-arm deadlines of mailboxes another worker owns.
+        # A partition that moves is recovered from its changelog instead.
+        table_standby_replicas=0,
         **conf,
     )
     app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.rdv_fetch_min_bytes = settings.fetch_min_bytes
-    app.rdv_before_commit = []  # coroutines run before every offset commit (streams/transport.py)
+    app.rdv_before_commit = []  # snapshots taken before every offset commit (streams/transport.py)
+
+    @app.on_partitions_revoked.connect
+    async def _write_state_on_revoke(app, revoked, **kwargs):
+        # after Faust's own producer flush: whoever takes a partition over recovers this state
+        await write_state(app)
+        await app.producer.flush()
     if role == "core":
         from agents import decoy, feedback, rendezvous
         from streams import web as web_views

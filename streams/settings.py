@@ -42,7 +42,6 @@ class Settings:
     archive_flush_rows: int = 5_000      # decoy: Parquet file per this many rows …
     archive_flush_s: float = 5.0         # … or this many seconds
     archive_retention_s: float = 7 * 86400.0  # archive files (requests, Scores) older than this are deleted; 0 keeps all
-    score_state_flush_s: float = 1.0     # score-state table written this often (a crash loses at most this)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     metrics_port: int = 0                # GET /metrics on its own port (0: on the web port)

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipelines.spec import PipelineSpec
-from streams.brokers import BrokerProcess, EmbeddedBroker
+from streams.brokers import BrokerProcess, EmbeddedBroker, free_port
 from streams.settings import Settings, use_security
 from streams.topics import ensure_topics
 from tables.registry import live_pipeline
@@ -56,10 +56,15 @@ class Stack:
         return self
 
     def start_worker(self, role: str) -> subprocess.Popen:
+        """Start ``role`` (``core``, ``group:NAME``, ``quality``). ``ROLE#N`` starts one more worker of
+        that role (scaling out: it joins the role's consumer group and Kafka shares the partitions),
+        with its own web port."""
         # every setting reaches the worker, also ones set in code rather than in the environment
         env = {**os.environ, **{f"RDV_{name.upper()}": str(value)
                                 for name, value in asdict(self.settings).items() if value is not None}}
-        command = [sys.executable, "-m", "streams.cli", "worker", str(self.spec.source), "--role", role]
+        if "#" in role:
+            env.update(RDV_WEB_PORT=str(free_port()), RDV_METRICS_PORT="0")
+        command = [sys.executable, "-m", "streams.cli", "worker", str(self.spec.source), "--role", role.split("#")[0]]
         with open(self.log_dir / f"{role.replace(':', '-')}.log", "ab") as log:
             self.workers[role] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                   stdin=subprocess.DEVNULL, start_new_session=True)

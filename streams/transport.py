@@ -10,10 +10,16 @@
    records no acknowledgement while the flow is suspended (or from an older generation):
    such messages are delivered again after the restart or rebalance — at least once, never
    lost; every sink of ours is idempotent per request_id.
-3. Before every offset commit the consumer awaits the app's ``rdv_before_commit`` hooks: the
-   core hands its open mailboxes and the decoy's buffered archive rows to disk or the producer
-   there, and Faust then flushes the producer and commits — so state that an offset covers is
-   never only in memory, and writes need not happen per event.
+3. Before every offset commit the consumer runs the app's ``rdv_before_commit`` hooks: the
+   core hands its changed mailboxes, its score state and the decoy's buffered archive rows to
+   the producer or to disk there, and Faust then flushes the producer and commits — so state
+   that an offset covers is never only in memory, and writes need not happen per event. Each
+   hook is a plain callable that takes its snapshot when called and returns what to await:
+   all are called first, with no event handled in between, so the mailboxes (a label's
+   "received" flag) and the score state (the label counted) are taken at one instant. The same
+   snapshot is written when a rebalance revokes partitions (streams/app.py): Faust then drops
+   the acknowledgements it had not committed, and those events come again — to a state that
+   already holds them, and says so (a label already received, a request already open).
 
 Registered in the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own
 plug-in point.
@@ -21,11 +27,23 @@ plug-in point.
 
 from __future__ import annotations
 
+import logging
+
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["Transport", "DEFAULT_FETCH_MAX_WAIT_MS"]
+log = logging.getLogger(__name__)
+
+__all__ = ["Transport", "DEFAULT_FETCH_MAX_WAIT_MS", "write_state"]
 
 DEFAULT_FETCH_MAX_WAIT_MS = 10
+
+
+async def write_state(app) -> None:
+    """Run the app's ``rdv_before_commit`` hooks: every snapshot is taken first, at one instant,
+    then all are handed to the producer (or disk). Before every commit, and on every revoke."""
+    writes = [hook() for hook in getattr(app, "rdv_before_commit", ())]
+    for write in writes:
+        await write
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -45,13 +63,15 @@ class Consumer(faust_aiokafka.Consumer):
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         """Run the app's pre-commit hooks (they hand state writes to the producer), then Faust
         flushes the producer and commits: nothing an offset covers is only in memory."""
-        for hook in getattr(self.app, "rdv_before_commit", ()):
-            await hook()
+        await write_state(self.app)
         return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
     def ack(self, message) -> bool:
         """Mark ``message`` safe to commit — unless acknowledged while the flow is suspended (see 2. above)."""
         if not self.app.flow_control.is_active() or message.generation_id != self.app.consumer_generation_id:
+            log.info("not acknowledged: %s/%s@%s (generation %s, app %s, flow %s)", message.topic, message.partition,
+                     message.offset, message.generation_id, self.app.consumer_generation_id,
+                     self.app.flow_control.is_active())
             return False
         return super().ack(message)
 

@@ -51,10 +51,12 @@ class _ParquetBuffer:
             spooled = sorted(self._spool_dir.glob("*.parquet")) if self._spool_dir.exists() else []
             if not rows and not spooled:
                 return None
-            tables = [pq.read_table(f) for f in spooled] + ([self._table(rows)] if rows else [])
+            tables = [t for t in map(_read_spooled, spooled) if t is not None] + ([self._table(rows)] if rows else [])
+            if not tables:
+                return None
             path = self._write(pa.concat_tables(tables), self.directory)
             for f in spooled:
-                f.unlink()
+                f.unlink(missing_ok=True)  # a second core worker (same data directory) may have merged it too
             return path
 
     def spool(self) -> Path | None:
@@ -89,6 +91,13 @@ class _ParquetBuffer:
         pq.write_table(table, tmp, compression="zstd")
         tmp.rename(path)
         return path
+
+
+def _read_spooled(path: Path) -> pa.Table | None:
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:  # another core worker sharing the data directory merged it first
+        return None
 
 
 class ParquetArchive(_ParquetBuffer):

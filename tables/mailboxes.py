@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from typing import Any, Mapping
 
 from pipelines.policies import Decision, ScoreView
@@ -78,16 +79,13 @@ def result_record(request_id: str, box: Mapping[str, Any], decision: Decision, p
 
 
 class DictStore:
-    """Mailboxes in a plain dict (tests, tools). ``keep`` is memory-only, ``save`` is durable."""
+    """Mailboxes in a plain dict (tests, tools): ``save`` is durable at once."""
 
     def __init__(self, data: dict | None = None) -> None:
         self.data = {} if data is None else data
 
     def get(self, request_id: str) -> dict | None:
         return self.data.get(request_id)
-
-    def keep(self, request_id: str, box: dict) -> None:
-        self.data[request_id] = box
 
     def save(self, request_id: str, box: dict, final: bool = False) -> None:
         self.data[request_id] = box
@@ -99,6 +97,10 @@ class DictStore:
     def items(self):
         return self.data.items()
 
+    def discard(self, request_id: str) -> None:
+        """Out of this worker's memory only (its partition went to another worker)."""
+        self.data.pop(request_id, None)
+
     async def flush(self, final_only: bool = False) -> None:
         """Durable writes are immediate here."""
 
@@ -106,18 +108,21 @@ class DictStore:
 class TableStore(DictStore):
     """Mailboxes in a changelog-backed Faust table, written to the changelog as late as is safe.
 
-    ``keep`` updates only the worker's memory. ``save`` marks a mailbox for the changelog; a
-    mailbox saved again before it was written is written once, in its latest state. Two
-    kinds of write:
+    ``save`` marks a changed mailbox for the changelog; a mailbox saved again before it was
+    written is written once, in its latest state. Every
+    marked mailbox must be durable before the offsets of the events that changed it are
+    committed, and no sooner: ``flush()`` writes them from the worker's commit hook, just before
+    Faust flushes the producer and commits (streams/transport.py). A mailbox that opens, gets
+    its scores (also the ones after the answer) and closes between two commits — nearly all of
+    them, with deadlines of ~100 ms and a commit every 0.5 s — costs one changelog message.
+    Two kinds of write:
 
     * **final** — closed, its Result already handed to the producer (``save(..., final=True)``,
-      from ``Rendezvous.confirm``). Written by ``flush(final_only=True)`` after every event, so
-      a restart never answers it again.
-    * **open** — a request that is waiting. It must be durable before the request's offset is
-      committed, and no sooner: ``flush()`` writes it from the worker's commit hook, just
-      before Faust flushes the producer and commits (streams/transport.py). A mailbox that
-      opens and closes between two commits — nearly all of them, with deadlines of ~100 ms
-      and a commit every 0.5 s — costs one changelog message instead of two.
+      from ``Rendezvous.confirm``). A crash before the commit loses the write but not the
+      Result: the worker that takes the partition over reads recent Results back and does not
+      answer the replayed request again.
+    * **open** — a request that is waiting, or closed in memory with its Result not out yet.
+      ``flush(final_only=True)`` leaves these for the commit hook (retention uses it).
 
     A mailbox closed in memory whose Result is not out yet is written as *open* (a copy with
     ``done`` cleared): were the worker to stop before the Result left, the changelog must not
@@ -132,6 +137,7 @@ class TableStore(DictStore):
         self.pending: dict[str, bool] = {}  # request_id -> final; insertion-ordered
         self.written = 0
         self._tombstones: dict[str, int] = {}  # forgotten, tombstone not yet written -> partition
+        self._outbox: deque[tuple[str, bytes | None, int]] = deque()  # taken, not yet sent
         self._flushing = asyncio.Lock()
 
     def save(self, request_id: str, box: dict, final: bool = False) -> None:
@@ -149,26 +155,45 @@ class TableStore(DictStore):
         self.pending.pop(request_id, None)
         self.pending[request_id] = True
 
+    def discard(self, request_id: str) -> None:
+        """Out of this worker's memory only, nothing written (its partition went to another worker)."""
+        self.data.pop(request_id, None)
+        self.pending.pop(request_id, None)
+        self._tombstones.pop(request_id, None)
+
+    def take(self, final_only: bool = False) -> int:
+        """Serialize the marked mailboxes (only the final ones if asked) into the outbox, at once:
+        no event is handled in between, so what is taken is one consistent instant. How many."""
+        chosen = [rid for rid, final in self.pending.items() if final or not final_only]
+        for rid in chosen:
+            final = self.pending.pop(rid)
+            box = self.data.get(rid)
+            if box is None:
+                if rid in self._tombstones:  # forgotten (retention): a tombstone on its partition
+                    self._outbox.append((rid, None, self._tombstones.pop(rid)))
+                continue
+            if box["done"] is not None and not final:
+                box = {**box, "done": None, "chosen": None}  # its Result is not out yet: still open
+            self._outbox.append((rid, json.dumps(box, separators=(",", ":")).encode(), box["partition"]))
+        return len(chosen)
+
+    async def drain(self) -> None:
+        """Hand the outbox to the producer, in the order taken."""
+        async with self._flushing:  # the commit hook and the timers both drain: one at a time, in order
+            while self._outbox:
+                rid, value, partition = self._outbox.popleft()
+                self.written += 1
+                await self._send(rid, value, partition)
+
+    def before_commit(self):
+        """The commit hook (streams/transport.py): take now, send when awaited."""
+        self.take()
+        return self.drain()
+
     async def flush(self, final_only: bool = False) -> None:
         """Hand the marked mailboxes to the producer, in order (only the final ones if asked)."""
-        if not self.pending:
-            return
-        async with self._flushing:  # the agent and the commit hook both flush: one at a time, in order
-            chosen = [rid for rid, final in self.pending.items() if final or not final_only]
-            for rid in chosen:
-                final = self.pending.pop(rid, None)
-                box = self.data.get(rid)
-                if final is None:
-                    continue
-                if box is None:
-                    if rid in self._tombstones:  # forgotten (retention): a tombstone on its partition
-                        self.written += 1
-                        await self._send(rid, None, self._tombstones.pop(rid))
-                    continue
-                if box["done"] is not None and not final:
-                    box = {**box, "done": None, "chosen": None}  # its Result is not out yet: still open
-                self.written += 1
-                await self._send(rid, json.dumps(box, separators=(",", ":")).encode(), box["partition"])
+        self.take(final_only)
+        await self.drain()
 
     async def _to_producer(self, request_id: str, value: bytes, partition: int) -> None:
         """Straight to Faust's producer (what ``Topic.send`` ends in, without its per-message

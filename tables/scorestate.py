@@ -22,6 +22,7 @@ event: after a crash the table misses at most that interval of feedback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter, deque
 from typing import Any, Iterable, Mapping
@@ -219,11 +220,22 @@ class ScoreBook:
             count += 1
         return count
 
-    def rewards(self) -> dict[str, list[float]]:
-        """model -> the rewards of its labelled requests in the window (every partition here)."""
+    def drop(self, partitions: Iterable[int]) -> int:
+        """Forget the rows of ``partitions`` (another worker holds them now and recovered them from
+        the changelog); how many."""
+        partitions = set(partitions)
+        gone = {key for key in self.rows if int(key.rsplit("@", 1)[1]) in partitions}
+        for key in gone:
+            del self.rows[key]
+        self.dirty -= gone
+        return len(gone)
+
+    def rewards(self, keys: Iterable[str] | None = None) -> dict[str, list[float]]:
+        """model -> the rewards of its labelled requests in the window (every partition here, or
+        only the rows ``keys``)."""
         out: dict[str, list[float]] = {}
-        for key, row in self.rows.items():
-            out.setdefault(key.rsplit("@", 1)[0], []).extend(row.rewards())
+        for key in self.rows if keys is None else [k for k in keys if k in self.rows]:
+            out.setdefault(key.rsplit("@", 1)[0], []).extend(self.rows[key].rewards())
         return out
 
 
@@ -237,23 +249,45 @@ def _mean(values: Iterable[float]) -> float | None:
 
 
 class TableScoreStore:
-    """Writes a :class:`ScoreBook`'s changed rows to a Faust table's changelog, on a schedule."""
+    """Writes a :class:`ScoreBook`'s changed rows to a Faust table's changelog before every offset
+    commit, and merges the rows recovered from it after every assignment."""
 
     def __init__(self, book: ScoreBook, table) -> None:
         self.book = book
         self.table = table
-        self.restored: set[str] = set()
+        self._outbox: deque[tuple[str, int, bytes]] = deque()  # taken, not yet sent
+        self._draining = asyncio.Lock()
 
-    def restore(self) -> int:
-        """Merge rows the table recovered from its changelog that were not merged yet."""
-        fresh = [(k, v) for k, v in list(self.table.data.items()) if k not in self.restored]
-        self.restored.update(k for k, _ in fresh)
-        return self.book.restore(fresh)
+    def restore(self) -> list[str]:
+        """Take the rows the table recovered from its changelog for partitions this worker did not
+        hold before (Faust calls this when a recovery completed, before any event of the new
+        assignment; rows it held stay as they are: the changelog has nothing newer). Their keys."""
+        fresh = [(k, v) for k, v in list(self.table.data.items()) if k not in self.book.rows]
+        self.book.restore(fresh)
+        return [k for k, _ in fresh]
+
+    def take(self) -> int:
+        """Serialize the changed rows into the outbox, at once (one consistent instant); how many."""
+        rows = self.book.dump_dirty()
+        self._outbox.extend(rows)
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Hand the outbox to the producer, in the order taken."""
+        topic = self.table.changelog_topic
+        async with self._draining:  # the commit hook and shutdown: one at a time, in order
+            while self._outbox:
+                key, partition, value = self._outbox.popleft()
+                await topic.send(key=key, value=value, partition=partition,
+                                 key_serializer=self.table.key_serializer, value_serializer="raw")
+
+    def before_commit(self):
+        """The commit hook (streams/transport.py): take now, send when awaited."""
+        self.take()
+        return self.drain()
 
     async def flush(self) -> int:
-        rows = self.book.dump_dirty()
-        topic = self.table.changelog_topic
-        for key, partition, value in rows:
-            await topic.send(key=key, value=value, partition=partition,
-                             key_serializer=self.table.key_serializer, value_serializer="raw")
-        return len(rows)
+        """Write the changed rows now; how many."""
+        count = self.take()
+        await self.drain()
+        return count

@@ -128,18 +128,44 @@ class CountingStore(DictStore):
         super().save(request_id, box, final)
 
 
-def test_rendezvous__mailbox_is_written_durably_when_it_opens_and_once_its_result_is_out(clock):
+def test_rendezvous__every_change_is_marked_for_the_changelog_and_final_only_once_its_result_is_out(clock):
     store = CountingStore()
     server = Rendezvous(SPEC, store, clock=clock)
     server.on_request(request("r1"), 0)
-    server.on_score(score("r1", "c"), 0)   # canary: filed in memory only
-    server.on_score(score("r1", "b"), 0)   # waits for a: memory only
-    assert store.saved == [("r1", None, False)]  # open: written by the commit hook at the latest
-    assert server.on_score(score("r1", "a"), 0)  # decides: closed in memory, not yet durably
-    assert store.saved == [("r1", None, False)] and store.get("r1")["done"] == "ok"
+    server.on_score(score("r1", "c"), 0)   # canary: does not decide
+    assert store.saved == [("r1", None, False)] * 2  # open: written by the commit hook (coalesced)
+    assert server.on_score(score("r1", "a"), 0)  # decides: closed in memory, not yet final
+    assert all(not final for _, _, final in store.saved) and store.get("r1")["done"] == "ok"
     server.confirm("r1")                   # the Result went to the producer
-    assert store.saved == [("r1", None, False), ("r1", "ok", True)]
+    assert store.saved[-1] == ("r1", "ok", True)
+    server.on_score(score("r1", "b"), 0)   # late: filed, so its feedback counts after a restart too
+    assert store.saved[-1] == ("r1", "ok", True)
     assert set(store.get("r1")["scores"]) == {"a", "b", "c"}
+
+
+def test_rendezvous__a_replayed_label_that_overtakes_its_request_is_joined_when_the_request_comes(clock):
+    server = Rendezvous(SPEC, DictStore(), clock=clock)
+    server.remember_answered({"r1": clock()})
+    server.on_score(score("r1", "a"), 0)
+    assert server.on_feedback({"request_id": "r1", "label": 1}, 0) == (None, None)  # parked, not refused
+    assert server.book.summary()["a"]["labelled"] == 0
+    server.on_request(request("r1"), 0)
+    assert server.book.summary()["a"]["labelled"] == 1 and [e["request_id"] for e in server.examples] == ["r1"]
+    assert server.on_feedback({"request_id": "r2", "label": 1}, 0)[1].startswith("feedback for unknown request")
+
+
+def test_rendezvous__a_request_answered_before_a_crash_that_lost_its_mailbox_still_joins_its_feedback(clock):
+    server = Rendezvous(SPEC, DictStore(), clock=clock)
+    server.remember_answered({"r1": clock()})  # its Result is on the results topic
+    server.on_score(score("r1", "a"), 0)       # redelivered after the crash, before the request
+    assert server.on_request(request("r1"), 0) == []  # not answered again
+    assert server.due() == [] and server.stats["duplicate_requests"] == 1
+    example, refused = server.on_feedback({"request_id": "r1", "label": 1}, 0)
+    assert refused is None and example["features"] == request("r1")["features"]
+    assert server.book.summary()["a"]["labelled"] == 1
+    server.on_score(score("r1", "b"), 0)  # replayed after its label: the label counts for it too, once
+    server.on_score(score("r1", "b"), 0)
+    assert server.book.summary()["b"]["labelled"] == 1 and server.book.summary()["a"]["labelled"] == 1
 
 
 def test_rendezvous__unconfirmed_close_is_decided_again_after_a_restart(clock):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 import httpx
 import pytest
@@ -172,52 +173,105 @@ def stack_versions(stack, name: str) -> list[dict]:
     return ArtifactStore(stack.settings.data_dir / "registry").versions(name, "river")
 
 
-def test_feedback__the_score_state_survives_a_restart_of_the_core(kafka_broker, trained, tmp_path, run):
+def test_feedback__sigkill_of_the_core__score_state_and_mailboxes_recover_each_label_counted_once(
+        kafka_broker, trained, tmp_path, run):
+    """The core is SIGKILLed twice. First right after it learned 200 labels, before it committed
+    them: the labels it had not committed come again and each counts once. Then once all is
+    committed: the score state comes back from its changelog alone, and the bandit starts from
+    its rewards. Afterwards a label sent again is refused (the recovered mailbox says it was
+    received) and labels for requests answered before the kills still join."""
     # Apache Kafka only: Tansu's end offsets count a batch as one record, so Faust's table
     # recovery misses the tail of a changelog batch there (see test_tansu_end_offsets_count_every_record)
     stack = make_stack(kafka_broker, trained, tmp_path, deadline_ms=1000,
                        spec={"policy": {"name": "bandit", "algorithm": "epsilon_greedy", "seed": 1}})
+    models = ("xgb", "lr", "canary")
+    feedback_topic, group = f"{stack.spec.name}.feedback", f"rdv-{stack.spec.name}-core"
 
-    async def models_state(labelled: int):
+    async def models_state():
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.settings.web_port}") as http:
             try:
-                state = (await http.get(f"/v1/{stack.spec.name}/models")).json()
-            except httpx.HTTPError:
+                return {m["id"]: m for m in (await http.get(f"/v1/{stack.spec.name}/models")).json()["models"]}
+            except (httpx.HTTPError, ValueError):
                 return None  # the core is restarting
-        by_id = {m["id"]: m for m in state["models"]}
-        return by_id if all(by_id[m].get("labelled", 0) >= labelled for m in ("xgb", "lr", "canary")) else None
+
+    async def labelled_at_least(n: int):
+        state = await models_state()
+        return state if state and all(state[m].get("labelled", 0) >= n for m in models) else None
+
+    async def settled(n: int, why: str) -> dict:
+        """Every label processed and committed: the model state, which must then count ``n``."""
+        assert await _until(lambda: labelled_at_least(n), 60), f"{why}: {_labelled(await models_state())}"
+        assert await _until(lambda: committed_to_end(stack.settings.bootstrap, group, feedback_topic, stack.spec.partitions), 30), \
+            f"{why}: the core never committed all the feedback"
+        state = await models_state()
+        assert {m: state[m]["labelled"] for m in models} == {m: n for m in models}, \
+            f"{why}: each label must count once per model: {_labelled(state)}"
+        return state
+
+    async def kill_and_restart(client):
+        stack.stop_worker("core", signal.SIGKILL)  # no final flush, no commit
+        stack.start_worker("core")
+        await stack.wait_ready(client)
 
     async def scenario():
         client = await ready_client(stack)
         try:
-            data = list(agrawal_rows(200, seed=8))
+            data = list(agrawal_rows(300, seed=8))
             ids = [await client.send(x) for x, _ in data]
             assert not await client.wait_results(ids, timeout_s=60)
-            for rid, (_, label) in zip(ids, data):
+
+            async def every_score_filed():  # also the ones after the answer: each label then counts for all
+                state = await models_state()
+                return state and all(state[m]["scores"] >= len(client.sent_at) for m in models)
+
+            assert await _until(every_score_filed, 60), f"scores missing: {await models_state()}"
+            for rid, (_, label) in zip(ids[:200], data[:200]):
                 await client.send_feedback(rid, label)
-            before = await _until(lambda: models_state(200), 60)
-            assert before, "the score state never counted every label"
-            changelog = f"rdv-{stack.spec.name}-core-{stack.spec.name}-scorestate-changelog"
-
-            async def flushed():  # the table is written on a schedule (RDV_SCORE_STATE_FLUSH_S)
-                latest = {m.key.decode().strip('"'): json.loads(m.value)
-                          for m in await _topic(stack.settings.bootstrap, changelog)}
-                return all(sum(v["labelled"] for k, v in latest.items() if k.startswith(f"{model}@")) == 200
-                           for model in ("xgb", "lr", "canary"))
-
-            assert await _until(flushed, 30), "the score state never reached its changelog"
-            stack.stop_worker("core")
-            stack.start_worker("core")
-            await stack.wait_ready(client)
-            after = await _until(lambda: models_state(200), 60)
-            assert after, "the score state was not restored"
-            for model in ("xgb", "lr", "canary"):
+            before = await _until(lambda: labelled_at_least(200), 60)
+            assert before, f"the score state never counted every label: {_labelled(await models_state())}"
+            await kill_and_restart(client)  # at once: what was learned may not be written or committed
+            after = await settled(200, "after a SIGKILL before the commit")
+            for model in models:
                 assert after[model]["accuracy"] == before[model]["accuracy"]
-                assert after[model]["labelled"] == before[model]["labelled"] == 200
+            await kill_and_restart(client)  # everything committed: the changelog alone restores it
+            restored = await settled(200, "after a SIGKILL once committed")
             # the bandit started from the restored rewards of both arms (200 labels each), not from nothing
-            assert after["xgb"]["bandit_pulls"] + after["lr"]["bandit_pulls"] == 400
+            assert min(restored["xgb"]["bandit_pulls"] or 0, restored["lr"]["bandit_pulls"] or 0) >= 200, \
+                {m: restored[m]["bandit_pulls"] for m in ("xgb", "lr")}
+            # the other 100 requests' labels join (their mailboxes came back), ten old ones are refused
+            for rid, (_, label) in zip(ids[200:], data[200:]):
+                await client.send_feedback(rid, label)
+            again = ids[:10]
+            for rid, (_, label) in zip(again, data[:10]):
+                await client.send_feedback(rid, label)
+            refused = lambda r: {(d["key"] or b"").decode() for d in r.dlq if "already received" in d["reason"]} >= set(again)
+            assert await client.wait_for(refused, 60), f"labels sent twice were not refused: {client.received.dlq[-3:]}"
+            await settled(300, "after the restarts")
         finally:
             await client.__aexit__(None, None, None)
 
     with stack:
         run(scenario())
+
+
+def _labelled(state: dict | None) -> dict | None:
+    return state and {m: row.get("labelled") for m, row in state.items()}
+
+
+async def committed_to_end(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
+    """Has ``group`` committed every record of ``topic``? (Everything sent was processed.)"""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
+    finally:
+        await admin.close()
+        await consumer.stop()
