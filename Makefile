@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.swap
 	$(BIN)/python -m benchmarks.drift
 	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.faults
+	$(BIN)/python -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) .cache data .pytest_cache

@@ -183,7 +183,7 @@ class Rendezvous:
                 first = model_id not in box["scores"]
                 file_score(box, score)
                 if first and box.get("labelled"):  # a replay after a crash: the label came before this score
-                    self.book.labelled(partition, box["label"], {model_id: box["scores"][model_id]}, None)
+                    self.book.labelled(partition, box["label"], {model_id: box["scores"][model_id]}, None, request_id=rid)
                 self.mailboxes.save(rid, box, final=bool(box.get("sent")))
             return None
         self.book.scored(partition, score)
@@ -252,6 +252,9 @@ class Rendezvous:
         if box.get("labelled"):
             self.stats["feedback_duplicate"] += 1
             self.metrics.feedback("duplicate")
+            # a crash may have written the mailbox's flag but not every score row: complete them (idempotent)
+            self.book.labelled(partition, box.get("label", feedback["label"]), box["scores"], box.get("chosen"),
+                               self.canary, rid)
             return None, f"feedback for request {rid!r} was already received; the first label counts"
         box["labelled"], box["label"] = True, feedback["label"]  # durable before the feedback's offset is committed
         self.mailboxes.save(rid, box, final=box["done"] is not None)
@@ -259,7 +262,7 @@ class Rendezvous:
         self.stats["feedback"] += 1
         self.metrics.feedback("joined")
         label = feedback["label"]
-        rewards = self.book.labelled(partition, label, box["scores"], box.get("chosen"), self.canary)
+        rewards = self.book.labelled(partition, label, box["scores"], box.get("chosen"), self.canary, rid)
         ranking = box["meta"].get("ranking")
         if ranking and box.get("chosen") and features is not None:
             self.policy.learn(ranking, features, rewards)

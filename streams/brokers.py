@@ -128,6 +128,13 @@ class BrokerProcess:
             self.process.kill()
             self.process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown (fault injection); :meth:`start` brings it back on the same
+        port (and, for Kafka, the same data directory)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def __enter__(self) -> "BrokerProcess":
         return self.start()
 

@@ -23,6 +23,7 @@ event: after a crash the table misses at most that interval of feedback.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import Counter, deque
 from typing import Any, Iterable, Mapping
@@ -55,6 +56,7 @@ class ModelScoreState:
         self.status: Counter = Counter()
         self.latency_ms: deque = deque(maxlen=window)
         self.pairs: deque = deque(maxlen=window)   # (truth, prediction) of labelled requests
+        self.ids: deque = deque(maxlen=window)     # their request ids, shortened: a label applied again is a no-op
         self.agree_canary: deque = deque(maxlen=window)
         self.agree_answer: deque = deque(maxlen=window)
         self.labelled = 0
@@ -70,7 +72,12 @@ class ModelScoreState:
         if status == "ok":
             self.latency_ms.append(float(latency_ms))
 
-    def learn(self, truth: Any, prediction: Any, canary: Any = None, answer: Any = None, chosen: bool = False) -> float:
+    def knows(self, request_id: str | None) -> bool:
+        """Was this request's label already learned (within the window)?"""
+        return request_id is not None and _short(request_id) in self.ids
+
+    def learn(self, truth: Any, prediction: Any, canary: Any = None, answer: Any = None, chosen: bool = False,
+              request_id: str | None = None) -> float:
         """A label arrived for a request this model scored; returns its reward (1/0, or -|error|)."""
         if self.task == "classification":
             truth, prediction = _label(truth), _label(prediction)
@@ -79,6 +86,7 @@ class ModelScoreState:
             truth, prediction = float(truth), float(prediction)
             reward = -abs(truth - prediction)
         self.pairs.append((truth, prediction))
+        self.ids.append(_short(request_id) if request_id is not None else "")
         self._metric.update(truth, prediction)
         if canary is not None:
             self.agree_canary.append(self._same(prediction, canary))
@@ -98,6 +106,7 @@ class ModelScoreState:
         for truth, prediction in newer.pairs:
             self.pairs.append((truth, prediction))
             self._metric.update(truth, prediction)
+        self.ids.extend(newer.ids)
         self.agree_canary.extend(newer.agree_canary)
         self.agree_answer.extend(newer.agree_answer)
         self.labelled += newer.labelled
@@ -116,7 +125,7 @@ class ModelScoreState:
 
     def to_json(self) -> dict:
         return {"task": self.task, "window": self.window, "status": dict(self.status),
-                "latency_ms": list(self.latency_ms), "pairs": [list(p) for p in self.pairs],
+                "latency_ms": list(self.latency_ms), "pairs": [list(p) for p in self.pairs], "ids": list(self.ids),
                 "agree_canary": [int(a) for a in self.agree_canary], "agree_answer": [int(a) for a in self.agree_answer],
                 "labelled": self.labelled, "chosen": self.chosen}
 
@@ -128,6 +137,7 @@ class ModelScoreState:
         for truth, prediction in data.get("pairs", ()):
             state.pairs.append((truth, prediction))
             state._metric.update(truth, prediction)
+        state.ids.extend(data.get("ids", ()))
         state.agree_canary.extend(bool(a) for a in data.get("agree_canary", ()))
         state.agree_answer.extend(bool(a) for a in data.get("agree_answer", ()))
         state.labelled, state.chosen = data.get("labelled", 0), data.get("chosen", 0)
@@ -155,8 +165,10 @@ class ScoreBook:
         self._row(score["model_id"], partition).scored(score.get("status", "ok"), score.get("latency_ms") or 0.0)
 
     def labelled(self, partition: int, truth: Any, scores: Mapping[str, Mapping[str, Any]], chosen: str | None,
-                 canary: str | None = None) -> dict[str, float]:
-        """A label for a request with these scores (model -> Score); returns each model's reward."""
+                 canary: str | None = None, request_id: str | None = None) -> dict[str, float]:
+        """A label for a request with these scores (model -> Score); returns each model's reward.
+        With ``request_id``, a model whose row already learned this label is skipped (idempotent:
+        a label replayed after a crash counts once)."""
         answer = scores.get(chosen, {}).get("prediction") if chosen else None
         reference = scores.get(canary, {}) if canary else {}
         canary_prediction = reference.get("prediction") if reference.get("status") == "ok" else None
@@ -164,9 +176,12 @@ class ScoreBook:
         for model_id, score in scores.items():
             if score.get("status") != "ok" or score.get("prediction") is None:
                 continue
+            row = self.rows.get(f"{model_id}@{partition}")
+            if row is not None and row.knows(request_id):
+                continue
             rewards[model_id] = self._row(model_id, partition).learn(
                 truth, score["prediction"], None if model_id == canary else canary_prediction, answer,
-                chosen=model_id == chosen)
+                chosen=model_id == chosen, request_id=request_id)
         return rewards
 
     def accuracy(self) -> dict[str, tuple[float, int]]:
@@ -237,6 +252,11 @@ class ScoreBook:
         for key in self.rows if keys is None else [k for k in keys if k in self.rows]:
             out.setdefault(key.rsplit("@", 1)[0], []).extend(self.rows[key].rewards())
         return out
+
+
+def _short(request_id: str) -> str:
+    """12 hex characters of the id's hash: enough to tell a window's requests apart, and small."""
+    return hashlib.blake2b(request_id.encode(), digest_size=6).hexdigest()
 
 
 def _q(values: np.ndarray, q: float) -> float | None:

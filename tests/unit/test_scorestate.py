@@ -78,3 +78,15 @@ def test_scorestate__a_restored_row_is_merged_before_what_came_since():
     assert book.restore([(key, value)]) == 1
     assert book.accuracy()["a"] == (0.5, 4)  # window 4: 1 0 | 1 0 (the oldest, right, fell out)
     assert book.summary()["a"]["labelled"] == 5 and book.rewards() == {"a": [1.0, 0.0, 1.0, 0.0]}
+
+
+def test_scorestate__a_label_applied_again_is_a_no_op_also_after_a_restore():
+    book = ScoreBook(window=50)
+    scores = {"lr": {"prediction": 1, "status": "ok"}, "xgb": {"prediction": 0, "status": "ok"}}
+    assert book.labelled(0, 1, scores, chosen="lr", request_id="r1") == {"lr": 1.0, "xgb": 0.0}
+    assert book.labelled(0, 1, scores, chosen="lr", request_id="r1") == {}  # replayed after a crash
+    restored = ScoreBook(window=50)
+    restored.restore((key, json.loads(value)) for key, _, value in book.dump_dirty())
+    assert restored.labelled(0, 1, {"lr": scores["lr"]}, chosen=None, request_id="r1") == {}
+    assert restored.labelled(0, 0, {"lr": scores["lr"]}, chosen=None, request_id="r2") == {"lr": 0.0}
+    assert restored.summary()["lr"]["labelled"] == 2 and restored.summary()["xgb"]["labelled"] == 1
