@@ -106,7 +106,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def restore():
         """Faust recovered the table from its changelog (after every assignment), before any event
         of the new assignment: merge the rows, and start the policy from their rewards."""
-        keys = store.restore()
+        keys = store.restore(server.holds)
         if keys:
             warmed = server.policy.warm(server.book.rewards(keys))
             log.info("score state: %d rows restored from the table; the policy started from %d rewards",

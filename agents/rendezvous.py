@@ -109,6 +109,10 @@ class Rendezvous:
         self.book.drop(lost)
         return lost, len(gone)
 
+    def holds(self, partition: int) -> bool:
+        """Is ``partition`` this worker's (not a standby copy)? True before the first assignment."""
+        return self.assigned is None or partition in self.assigned
+
     def remember_answered(self, answered: dict[str, float]) -> None:
         """Requests that already have a Result on the results topic: never answer them again."""
         self.answered.update(answered)
@@ -325,6 +329,8 @@ class Rendezvous:
         missing = []
         ttl_ms = self.spec.feedback_ttl_s * 1000.0
         for rid, box in self.mailboxes.items():
+            if not self.holds(box["partition"]):  # a standby copy of another worker's partition
+                continue
             if is_open(box) and rid not in armed and rid not in self.answered:
                 missing.append((box["deadline_at"], rid))
             elif box["done"] is not None and rid not in expiring and box["opened_at"] is not None:
@@ -403,7 +409,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             server.confirm(rid)
             on_result(record)
 
-    # every open mailbox is handed to the producer before Faust flushes it and commits offsets
+    # every changed mailbox is taken before each commit, with the score state (streams/transport.py)
     app.rdv_before_commit.append(store.before_commit)
 
     archive = app.rdv_archive  # the decoy's Parquet archive (agents/decoy.py)
@@ -440,7 +446,6 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def deadlines():
         if settled():
             await publish(server.due())
-
 
     @app.on_partitions_assigned.connect
     async def _learn_answered(app, assigned, **kwargs):

@@ -152,6 +152,7 @@ def run_all(rate: float, seconds: float, names: list[str], tmp: Path, log=print)
     out = []
     for name in names:
         with KafkaBroker(log_dir=tmp / f"kafka-{name}", log_path=tmp / f"kafka-{name}.log") as broker:
+            (tmp / name).mkdir()
             stack = make_stack(broker, (trained, spec), tmp / name, deadline_ms=1000)
             with stack:
                 report = asyncio.run(run_faults(stack, scenarios(broker)[name], rate, seconds))

@@ -180,6 +180,7 @@ def main(argv=None) -> None:
         tmp = Path(tmp)
         spec = train_demo_models(tmp / "trained", pipeline="template", n_train=5000)
         with KafkaBroker(log_dir=tmp / "kafka", log_path=tmp / "kafka.log") as broker:
+            (tmp / "run").mkdir()
             stack = make_stack(broker, (tmp / "trained", spec), tmp / "run", deadline_ms=1000,
                                spec={"feedback_ttl_s": int(args.ttl_s)})
             with stack:

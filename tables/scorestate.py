@@ -278,11 +278,12 @@ class TableScoreStore:
         self._outbox: deque[tuple[str, int, bytes]] = deque()  # taken, not yet sent
         self._draining = asyncio.Lock()
 
-    def restore(self) -> list[str]:
+    def restore(self, holds=lambda partition: True) -> list[str]:
         """Take the rows the table recovered from its changelog for partitions this worker did not
         hold before (Faust calls this when a recovery completed, before any event of the new
         assignment; rows it held stay as they are: the changelog has nothing newer). Their keys."""
-        fresh = [(k, v) for k, v in list(self.table.data.items()) if k not in self.book.rows]
+        fresh = [(k, v) for k, v in list(self.table.data.items())
+                 if k not in self.book.rows and holds(int(k.rsplit("@", 1)[1]))]  # not a standby copy
         self.book.restore(fresh)
         return [k for k, _ in fresh]
 

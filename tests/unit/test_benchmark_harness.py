@@ -36,3 +36,25 @@ def test_compare_harness__tiny_run_writes_three_systems_ratios_and_a_plot(tmp_pa
     assert len(re.findall(r"^\| 20 \| \d+ \| 20 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \| 0 \|", text, re.M)) == 3
     plot = tmp_path / "BENCHMARKS-latency.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({plot.name})" in text
+
+
+def test_faults_and_soak_reports_render_their_tables_and_plot(tmp_path):
+    """The fault and soak benchmarks' reports (the runs themselves are tests/reliability and `make bench`)."""
+    from benchmarks import faults, soak
+
+    report = faults.Report(["a", "b", "c"], {"ok": 2, "timeout": 1}, [], 0, [faults.Fault("SIGKILL core", print)], 50)
+    report.faults[0].recovered_s = 5.8
+    report.missing_from_archive = []
+    text = faults.render([("kills", report)], "python -m benchmarks.faults")
+    assert "| kills | 3 | 1 | 2 | 1 | 0 | 0 | 0 | 0 | 5.8 / 5.8 |" in text and "SIGKILL core 5.8 s" in text
+
+    samples = [{"t_s": t, "sent": int(t * 500), "answered": int(t * 500), "p50_ms": 10.0, "p99_ms": 40.0,
+                "mailboxes": min(t, 120) * 500, "archive_mib": t / 10, "rss_core": 300 + min(t, 120) / 2,
+                "rss_group:linear": 250.0} for t in range(10, 601, 10)]
+    samples.append({"t_s": 605, "lost": 0, "duplicates": 0, "requests": 300_000})
+    soak.plot(samples, tmp_path / "soak.png")
+    assert (tmp_path / "soak.png").read_bytes()[:4] == b"\x89PNG"
+    text = soak.render(samples, 500, 120, "python -m benchmarks.soak", "soak.png")
+    assert "300000 requests, lost 0, duplicates 0" in text
+    assert "- core: 360 → 360 MiB (max 360, +0.0 MiB/min)" in text
+    assert "- mailboxes in memory: 60000–60000 (rate × TTL = 60000)" in text
