@@ -98,7 +98,7 @@ class Report:
 
 async def run_faults(stack: Stack, faults: list[Fault], rate: float, seconds: float, seed: int = 21) -> Report:
     """Send ``rate * seconds`` requests at a steady rate; do the faults evenly spread over the run;
-    wait for every Result; check the archive."""
+    wait for every Result. (The archive is checked once the workers stopped: Report.check_archive.)"""
     from tests.integration.conftest import all_answered, ready_client
 
     client = await ready_client(stack)

@@ -66,9 +66,8 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         web_graph_enabled=settings.faust_views,
         web_stats_enabled=settings.faust_views,
         datadir=str(settings.data_dir / "faust" / "{conf.id}"),
-        # Tables keep Faust's standby copies (the core acts only on the partitions it holds:
-        # Rendezvous.holds). With table_standby_replicas=0, Faust dropped the requests that
-        # arrived while a restarted core recovered (benchmarks/faults.py at 100/s lost 7%).
+        # Tables keep Faust's standby copies; the core acts only on the partitions it holds
+        # (Rendezvous.holds), never on a standby copy in the same in-memory store.
         **conf,
     )
     app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
