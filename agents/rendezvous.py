@@ -184,9 +184,8 @@ class Rendezvous:
             self.late[model_id] += 1
             self.book.scored(partition, {**score, "status": "late"})
             if box["done"] is not None or rid in self.answered:  # its feedback still counts for this model
-                first = model_id not in box["scores"]
                 file_score(box, score)
-                if first and box.get("labelled"):  # a replay after a crash: the label came before this score
+                if box.get("labelled"):  # a replay after a crash: the label came first (rows count it once)
                     self.book.labelled(partition, box["label"], {model_id: box["scores"][model_id]}, None, request_id=rid)
                 self.mailboxes.save(rid, box, final=bool(box.get("sent")))
             return None
