@@ -17,10 +17,12 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+
 from streams.settings import kafka_security
 
-__all__ = ["BrokerError", "BrokerProcess", "EmbeddedBroker", "KafkaBroker", "free_port", "wait_for_broker"]
+__all__ = ["BrokerError", "BrokerProcess", "BrokerTLS", "EmbeddedBroker", "KafkaBroker", "free_port", "wait_for_broker"]
 
 KAFKA_VERSION = os.environ.get("RDV_KAFKA_VERSION", "4.1.1")
 CACHE_DIR = Path(os.environ.get("RDV_CACHE_DIR", Path(__file__).resolve().parent.parent / ".cache"))
@@ -155,17 +157,28 @@ class EmbeddedBroker(BrokerProcess):
                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
 
 
+@dataclass(frozen=True)
+class BrokerTLS:
+    """A broker's TLS identity: ``keystore``, a PEM file with its unencrypted PKCS#8 key and its
+    certificate chain; ``truststore``, the CA (PEM) whose client certificates it accepts."""
+
+    keystore: Path
+    truststore: Path
+
+
 class KafkaBroker(BrokerProcess):
     """Apache Kafka 4.x, single node in KRaft mode, from Maven Central jars run with the local Java."""
 
     kind = "kafka"
 
     def __init__(self, port: int | None = None, log_dir: Path | None = None, log_path: Path | None = None,
-                 scram_users: dict[str, str] | None = None) -> None:
-        """``scram_users`` (name -> password): clients must log in with SASL/SCRAM-SHA-256 on ``port``
-        (the broker's own traffic stays on an internal plaintext listener)."""
+                 scram_users: dict[str, str] | None = None, tls: BrokerTLS | None = None) -> None:
+        """``scram_users`` (name -> password): clients must log in with SASL/SCRAM-SHA-256 on ``port``;
+        ``tls``: clients must speak TLS on ``port`` and show a certificate ``tls.truststore`` signed
+        (mutual TLS). Both: SASL_SSL. The broker's own traffic stays on an internal plaintext listener."""
         super().__init__(port, log_path)
         self.scram_users = scram_users
+        self.tls = tls
         self.internal_port = free_port()
         self.controller_port = free_port()
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="rdv-kafka-"))
@@ -173,8 +186,13 @@ class KafkaBroker(BrokerProcess):
         self.lib_dir = ensure_kafka_jars()
 
     @property
+    def protocol(self) -> str:
+        """What clients speak on ``port``: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+        return ("SASL_" if self.scram_users else "") + ("PLAINTEXT" if self.tls is None else "SSL")
+
+    @property
     def plaintext_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.internal_port}" if self.scram_users else self.bootstrap
+        return self.bootstrap if self.protocol == "PLAINTEXT" else f"127.0.0.1:{self.internal_port}"
 
     def _properties(self) -> Path:
         props = {
@@ -195,15 +213,26 @@ class KafkaBroker(BrokerProcess):
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
         }
+        if self.protocol != "PLAINTEXT":  # clients on CLIENT://port, the broker itself on PLAINTEXT
+            props.update({
+                "listeners": f"CLIENT://127.0.0.1:{self.port},PLAINTEXT://127.0.0.1:{self.internal_port},"
+                             f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                "advertised.listeners": f"CLIENT://127.0.0.1:{self.port},PLAINTEXT://127.0.0.1:{self.internal_port}",
+                "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,CLIENT:{self.protocol}",
+            })
         if self.scram_users:
             props.update({
-                "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},PLAINTEXT://127.0.0.1:{self.internal_port},"
-                             f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},PLAINTEXT://127.0.0.1:{self.internal_port}",
-                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
                 "sasl.enabled.mechanisms": "SCRAM-SHA-256",
-                "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
+                "listener.name.client.scram-sha-256.sasl.jaas.config":
                     "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            })
+        if self.tls is not None:  # PEM files, no JKS (KIP-651); with the listener prefix it holds for SASL_SSL too (KIP-684)
+            props.update({
+                "listener.name.client.ssl.keystore.type": "PEM",
+                "listener.name.client.ssl.keystore.location": str(self.tls.keystore),
+                "listener.name.client.ssl.truststore.type": "PEM",
+                "listener.name.client.ssl.truststore.location": str(self.tls.truststore),
+                "listener.name.client.ssl.client.auth": "required",
             })
         path = self.log_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))

@@ -1,5 +1,6 @@
-"""Broker security passes through: a whole pipeline on an Apache Kafka that only speaks
-SASL/SCRAM-SHA-256 to clients, with the credentials given as RDV_* settings only."""
+"""Broker security passes through: a whole pipeline on an Apache Kafka that speaks to clients only
+SASL/SCRAM-SHA-256 over mutual TLS (SASL_SSL, a client certificate required), with the login and
+the certificates given as RDV_* settings only — every worker and every client of this process."""
 
 from __future__ import annotations
 
@@ -11,18 +12,34 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streams.brokers import KafkaBroker
 from streams.settings import Settings, use_security
 from tests.conftest import _kafka_available
+from tests.integration.certs import make_certificates
 from tests.integration.conftest import all_answered, make_stack, ready_client, rows
 
 pytestmark = pytest.mark.integration
 
+LOGIN = {"sasl_mechanism": "SCRAM-SHA-256", "sasl_username": "rdv"}
+
 
 @pytest.fixture(scope="module")
-def scram_kafka(tmp_path_factory):
+def certificates(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory, certificates):
     why = _kafka_available()
     if why:
-        pytest.skip(f"!!! APACHE KAFKA (SASL) TEST SKIPPED: {why}; install Java 17 and Maven to run it !!!")
-    with KafkaBroker(log_dir=tmp_path_factory.mktemp("kafka-scram"), scram_users={"rdv": "rdv-secret"}) as broker:
+        pytest.skip(f"!!! APACHE KAFKA (SASL_SSL) TEST SKIPPED: {why}; install Java 17 and Maven to run it !!!")
+    with KafkaBroker(log_dir=tmp_path_factory.mktemp("kafka-secure"), scram_users={"rdv": "rdv-secret"},
+                     tls=certificates.broker) as broker:
         yield broker
+
+
+def _tls(certificates, cafile=None, client_cert: bool = True) -> dict:
+    files = {"ssl_cafile": str(cafile or certificates.ca)}
+    if client_cert:
+        files.update(ssl_certfile=str(certificates.client_cert), ssl_keyfile=str(certificates.client_key))
+    return files
 
 
 async def _list_topics(bootstrap: str, **security) -> list[str]:
@@ -34,14 +51,27 @@ async def _list_topics(bootstrap: str, **security) -> list[str]:
         await admin.close()
 
 
-def test_security__sasl_scram_reaches_every_worker_and_client(scram_kafka, trained, tmp_path, run):
-    login = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256", "sasl_username": "rdv"}
-    # the wrong password is refused by the broker
-    wrong = Settings.from_env({}, **login, sasl_password="guess").kafka_security()
-    for refused in (wrong, {}):  # a wrong password, and no login at all
-        with pytest.raises(Exception):
-            asyncio.run(asyncio.wait_for(_list_topics(scram_kafka.bootstrap, **refused), 20))
-    stack = make_stack(scram_kafka, trained, tmp_path, deadline_ms=2000, **login, sasl_password="rdv-secret")
+@pytest.mark.parametrize("case", ["wrong password", "no login", "plaintext", "no client certificate",
+                                  "broker certificate from an untrusted CA"])
+def test_security__the_broker_refuses(secure_kafka, certificates, case):
+    settings = {
+        "wrong password": dict(security_protocol="SASL_SSL", **LOGIN, sasl_password="guess", **_tls(certificates)),
+        "no login": dict(security_protocol="SSL", **_tls(certificates)),
+        "plaintext": {},
+        "no client certificate": dict(security_protocol="SASL_SSL", **LOGIN, sasl_password="rdv-secret",
+                                      **_tls(certificates, client_cert=False)),
+        "broker certificate from an untrusted CA": dict(security_protocol="SASL_SSL", **LOGIN, sasl_password="rdv-secret",
+                                                        **_tls(certificates, cafile=certificates.other_ca)),
+    }[case]
+    with pytest.raises(Exception):
+        asyncio.run(asyncio.wait_for(_list_topics(secure_kafka.bootstrap, **Settings(**settings).kafka_security()), 20))
+
+
+def test_security__sasl_scram_over_mutual_tls_reaches_every_worker_and_client(secure_kafka, certificates, trained,
+                                                                             tmp_path, run):
+    assert secure_kafka.protocol == "SASL_SSL"
+    stack = make_stack(secure_kafka, trained, tmp_path, deadline_ms=2000, security_protocol="SASL_SSL", **LOGIN,
+                       sasl_password="rdv-secret", **_tls(certificates))
     try:
         async def scenario():
             client = await ready_client(stack)  # the test process's own clients log in too
@@ -54,8 +84,8 @@ def test_security__sasl_scram_reaches_every_worker_and_client(scram_kafka, train
         with stack:
             ids, missing = run(scenario())
             stack.check_alive()
-        assert not missing, f"{len(missing)} of {len(ids)} requests got no Result over SASL"
-        topics = asyncio.run(_list_topics(scram_kafka.bootstrap, **stack.settings.kafka_security()))
+        assert not missing, f"{len(missing)} of {len(ids)} requests got no Result over SASL_SSL"
+        topics = asyncio.run(_list_topics(secure_kafka.bootstrap, **stack.settings.kafka_security()))
         assert f"{stack.spec.name}.results" in topics
     finally:
         use_security(Settings())  # the next tests' clients speak plaintext again

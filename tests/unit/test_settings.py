@@ -83,6 +83,14 @@ def test_settings__broker_security_for_aiokafka_and_faust():
     assert (credentials.username, credentials.mechanism.value) == ("u", "SCRAM-SHA-512")
     tls = Settings.from_env({"RDV_SECURITY_PROTOCOL": "SSL"}).kafka_security()
     assert tls["security_protocol"] == "SSL" and tls["ssl_context"].verify_mode.name == "CERT_REQUIRED"
+    # what Faust's aiokafka driver makes of our credentials (the SASL_SSL path runs end to end in test_security)
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+    assert credentials_to_aiokafka_auth(Settings.from_env({"RDV_SECURITY_PROTOCOL": "SSL"}).faust_credentials())[
+        "security_protocol"] == "SSL"
+    sasl_ssl = Settings.from_env({"RDV_SECURITY_PROTOCOL": "SASL_SSL", "RDV_SASL_MECHANISM": "PLAIN",
+                                  "RDV_SASL_USERNAME": "u", "RDV_SASL_PASSWORD": "p"})
+    auth = credentials_to_aiokafka_auth(sasl_ssl.faust_credentials())
+    assert (auth["security_protocol"], auth["sasl_mechanism"]) == ("SASL_SSL", "PLAIN") and auth["ssl_context"]
     with pytest.raises(ValueError, match="RDV_SASL_MECHANISM"):
         Settings.from_env({"RDV_SECURITY_PROTOCOL": "SASL_SSL"}).kafka_security()
     with pytest.raises(ValueError, match="RDV_SECURITY_PROTOCOL"):
