@@ -36,7 +36,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.timer(settings.archive_flush_s, name=f"{spec.name}-decoy-flush")
     async def flush():
-        await asyncio.to_thread(archive.flush)
+        await asyncio.to_thread(archive.flush, archive.take())
 
     @app.timer(60.0, name=f"{spec.name}-archive-retention")
     async def retention():
@@ -47,8 +47,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def _final_flush(app, **kwargs):
         archive.flush()
 
-    def spool():
-        return asyncio.to_thread(archive.spool)
+    def spool():  # the rows are taken now, with the other snapshots (streams/transport.write_state)
+        return asyncio.to_thread(archive.spool, archive.take())
 
     # before Faust commits the offsets of archived requests, their rows are on disk (a SIGKILL
     # once lost the last seconds of the archive: tests/reliability/test_kills.py)

@@ -389,7 +389,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.timer(settings.archive_flush_s, name=f"{spec.name}-scores-flush")
     async def flush_scores():
-        await asyncio.to_thread(scores_archive.flush)
+        await asyncio.to_thread(scores_archive.flush, scores_archive.take())
 
     @app.timer(60.0, name=f"{spec.name}-scores-retention")
     async def scores_retention():

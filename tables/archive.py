@@ -31,7 +31,11 @@ _SCORES = pa.schema([
 
 
 class _ParquetBuffer:
-    """Buffers rows and writes them as a new Parquet file per flush (called off the event loop)."""
+    """Buffers rows and writes them as Parquet files.
+
+    Rows are added on the event loop and handed over there (:meth:`take`); only the writing
+    runs off the loop. (A thread that swapped the buffer itself raced ``add``: a row appended to
+    the list it had already written was lost — one archived request in eight fault runs.)"""
 
     schema = _SCHEMA
 
@@ -39,15 +43,20 @@ class _ParquetBuffer:
         self.directory = Path(directory)
         self.flush_rows = flush_rows
         self._rows: list[tuple] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer of files at a time
 
-    def flush(self) -> Path | None:
-        """Write what is buffered, and what was spooled, to a new file (thread-safe; off the event loop).
+    def take(self) -> list[tuple]:
+        """The buffered rows, handed over (on the thread that adds them: the event loop)."""
+        rows, self._rows = self._rows, []
+        return rows
+
+    def flush(self, rows: list[tuple] | None = None) -> Path | None:
+        """Write ``rows`` (default: :meth:`take`) and what was spooled to a new file.
 
         The spooled files are deleted only after the new file is in place: a crash in between
         leaves rows twice, which every reader de-duplicates by ``request_id``."""
+        rows = self.take() if rows is None else rows
         with self._lock:
-            rows, self._rows = self._rows, []
             spooled = sorted(self._spool_dir.glob("*.parquet")) if self._spool_dir.exists() else []
             if not rows and not spooled:
                 return None
@@ -59,11 +68,12 @@ class _ParquetBuffer:
                 f.unlink(missing_ok=True)  # a second core worker (same data directory) may have merged it too
             return path
 
-    def spool(self) -> Path | None:
-        """Make what is buffered durable now, as a small file ``flush`` merges later: the core calls
-        this before every offset commit, so a crash (even SIGKILL) loses no archived request."""
+    def spool(self, rows: list[tuple] | None = None) -> Path | None:
+        """Make ``rows`` (default: :meth:`take`) durable now, as a small file ``flush`` merges later:
+        the core does this before every offset commit, so a crash (even SIGKILL) loses no archived
+        request."""
+        rows = self.take() if rows is None else rows
         with self._lock:
-            rows, self._rows = self._rows, []
             return self._write(self._table(rows), self._spool_dir) if rows else None
 
     def prune(self, max_age_s: float, now: float | None = None) -> int:

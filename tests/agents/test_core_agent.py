@@ -77,6 +77,28 @@ def test_core_agent__archives_valid_requests_and_opens_their_mailbox_with_the_fe
     assert app.rdv_archive._rows[0][0] == "r1" and app.rdv_archive._rows[0][-1] == raw
 
 
+def test_core_agent__the_commit_hook_takes_the_archive_rows_at_once_a_row_added_while_it_writes_is_kept(app, tmp_path):
+    """The spool is written off the event loop; its rows are taken when the hook is called, with
+    the other snapshots. (The writing thread used to take them itself, racing the loop's appends:
+    a row appended to the list it had just written was lost.)"""
+    from tables.archive import read_archive
+
+    archive = app.rdv_archive
+    archive.add({"request_id": "r1", "features": {}}, b"1", 0, 1, 1.0)
+
+    async def scenario():
+        writes = [hook() for hook in app.rdv_before_commit]  # as streams.transport.write_state does
+        assert archive._rows == []  # taken at the instant of the hook
+        archive.add({"request_id": "r2", "features": {}}, b"2", 0, 2, 2.0)  # arrives while it writes
+        for write in writes:
+            await write
+
+    asyncio.run(scenario())
+    assert [row[0] for row in archive._rows] == ["r2"]  # kept for the next write
+    archive.flush()
+    assert sorted(read_archive(tmp_path / "ag" / "archive", features=False)["request_id"]) == ["r1", "r2"]
+
+
 def test_core_agent__bad_bytes_go_to_the_dlq_once_and_the_agent_keeps_going(app):
     good = codec_for("Request").encode({"request_id": "ok", "features": {"x": 1.0}, "deadline_ms": None,
                                         "tenant": None, "reply_to": None, "sent_at": None})
