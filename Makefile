@@ -28,6 +28,7 @@ kafka: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.compare
+	$(BIN)/python -m benchmarks.fetch_path
 	$(BIN)/python -m benchmarks.e2e
 	$(BIN)/python -m benchmarks.swap
 	$(BIN)/python -m benchmarks.drift

@@ -58,3 +58,14 @@ def test_faults_and_soak_reports_render_their_tables_and_plot(tmp_path):
     assert "300000 requests, lost 0, duplicates 0" in text
     assert "- core: 360 → 360 MiB (max 360, +0.0 MiB/min)" in text
     assert "- mailboxes in memory: 60000–60000 (rate × TTL = 60000)" in text
+
+
+def test_fetch_path_harness__tiny_run_writes_both_consumers(tmp_path):
+    """It times Faust's consumer and ours over the same batches (and checks it got the kinds right)."""
+    from benchmarks import fetch_path
+
+    out = tmp_path / "BENCHMARKS.md"
+    fetch_path.main(["--messages", "2000", "--out", str(out)])
+    text = out.read_text()
+    assert "| Faust's aiokafka consumer |" in text and "| ours (copy, fetch/seek lock, seek check) |" in text
+    assert fetch_path.END in text
