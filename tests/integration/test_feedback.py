@@ -179,7 +179,8 @@ def test_feedback__sigkill_of_the_core__score_state_and_mailboxes_recover_each_l
     come back from their changelogs alone — every label counted exactly once, the accuracy as it
     was, the bandit started from the restored rewards. Afterwards a label sent again is refused
     (the recovered mailbox says it was received) and labels for requests answered before the kill
-    still join. (A replay after a kill *before* the commit is covered in tests/agents.)"""
+    still join — and a second SIGKILL while those labels are in flight, before their commit, still
+counts each exactly once (the replay orders themselves are unit-tested in tests/agents)."""
     # Apache Kafka only: Tansu's end offsets count a batch as one record, so Faust's table
     # recovery misses the tail of a changelog batch there (see test_tansu_end_offsets_count_every_record)
     stack = make_stack(kafka_broker, trained, tmp_path, deadline_ms=1000,
@@ -241,6 +242,7 @@ def test_feedback__sigkill_of_the_core__score_state_and_mailboxes_recover_each_l
             again = ids[:10]
             for rid, (_, label) in zip(again, data[:10]):
                 await client.send_feedback(rid, label)
+            await kill_and_restart(client)  # while these labels are in flight: the uncommitted ones come again
             refused = lambda r: {(d["key"] or b"").decode() for d in r.dlq if "already received" in d["reason"]} >= set(again)
             assert await client.wait_for(refused, 60), f"labels sent twice were not refused: {client.received.dlq[-3:]}"
             await settled(300, "after the restarts")
