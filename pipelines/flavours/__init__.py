@@ -1,24 +1,28 @@
 """Model flavours: how a model of each kind is loaded (verified first) and scored in batches.
 
 A new flavour is one module with a ``load(spec, data) -> Model`` function (``data``: the
-artifact's verified bytes), added to ``loaders`` below.
+artifact's verified bytes), added to ``LOADERS`` below. Only the flavour a model needs is
+imported: River pulls in SciPy's statistics and skops scikit-learn, ~4 s of imports on a busy
+2-core machine that an XGBoost-only worker or ``rendezvous models register`` never uses.
 ``external`` models are served by a worker outside this codebase (see ``examples/``): this
 runtime never loads them; the rendezvous only ranks their Scores.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from pipelines.flavours.base import ArtifactError, Model, verify_artifact
 from pipelines.spec import ModelSpec
 
-__all__ = ["ArtifactError", "Model", "load_model", "verify_artifact"]
+__all__ = ["ArtifactError", "LOADERS", "Model", "load_model", "verify_artifact"]
+
+LOADERS = {"sklearn": "pipelines.flavours.sklearn", "xgboost": "pipelines.flavours.xgboost",
+           "river": "pipelines.flavours.river"}  # flavour -> the module whose load() reads it
 
 
 def load_model(spec: ModelSpec) -> Model:
     """Verify the artifact's SHA-256, then load it with its flavour's safe loader."""
-    from pipelines.flavours import river as _river, sklearn as _sklearn, xgboost as _xgboost
-
-    loaders = {"sklearn": _sklearn.load, "xgboost": _xgboost.load, "river": _river.load}
-    if spec.flavour not in loaders:
+    if spec.flavour not in LOADERS:
         raise ArtifactError(f"model {spec.id}: flavour {spec.flavour!r} is not hosted by this runtime")
-    return loaders[spec.flavour](spec, verify_artifact(spec))
+    return importlib.import_module(LOADERS[spec.flavour]).load(spec, verify_artifact(spec))
