@@ -43,10 +43,13 @@ class PipelineClient:
             k: getattr(tuning, k) for k in ("fetch_max_wait_ms", "fetch_min_bytes", "linger_ms")}
         self.topics = PipelineTopics(pipeline)
         self.encoding = encoding
-        self.watch = [self.topics.results, self.topics.dlq] + ([self.topics.scores] if watch_scores else []) + (
+        self.watch_scores = watch_scores
+        # the scores topic is read while wait_ready() probes, and throughout only if watched
+        self.watch = [self.topics.results, self.topics.dlq, self.topics.scores] + (
             [self.topics.alerts] if watch_alerts else [])
         self.sent_at: dict[str, float] = {}
         self.received = Received()
+        self._probed: set[str] = set()  # models that scored a probe of wait_ready()
         self._arrived = asyncio.Event()
 
     async def __aenter__(self) -> "PipelineClient":
@@ -63,8 +66,13 @@ class PipelineClient:
         await self.consumer.seek_to_end(*partitions)
         for tp in partitions:  # fix positions now, so nothing published after this point is missed
             await self.consumer.position(tp)
+        self._scores = [tp for tp in partitions if tp.topic == self.topics.scores]
+        self._watch_scores(self.watch_scores)
         self._task = asyncio.create_task(self._collect())
         return self
+
+    def _watch_scores(self, on: bool) -> None:
+        (self.consumer.resume if on else self.consumer.pause)(*self._scores)
 
     async def _partitions(self, topic: str) -> set[int]:
         for _ in range(100):
@@ -141,24 +149,27 @@ class PipelineClient:
 
     async def wait_ready(self, row: Mapping[str, Any], timeout_s: float = 90.0, models: Iterable[str] = (),
                          alive: Callable[[], None] = lambda: None) -> None:
-        """Probe until probes came back answered and every model in ``models`` scored one of them.
+        """Probe until a probe came back answered and every model in ``models`` scored one of them.
 
-        A Result lists the scores that arrived before the decision, so with a policy that answers
-        early (a bandit's pick) one probe may not show every model: what they scored is pooled
-        (with the Scores themselves when the client watches them). ``alive`` is called between
-        probes and should raise when the pipeline's workers died.
+        A Result lists only the scores that arrived before the decision (the champion's, when it
+        answers first), so the probes' Scores are read from the scores topic meanwhile and
+        pooled. ``alive`` is called between probes and should raise when the pipeline's workers died.
         """
-        wanted, seen = set(models), set()
+        wanted = set(models)
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            alive()
-            rid = await self.send(row, request_id=f"probe-{uuid.uuid4().hex[:8]}", deadline_ms=2000)
-            if await self.wait_for(lambda r: rid in r.results, 5.0):
-                seen |= {s["model_id"] for s in self.received.results[rid]["scores"] if s["status"] == "ok"}
-                seen |= {m for scores in self.received.scores.values() for m, s in scores.items() if s["status"] == "ok"}
-                if wanted <= seen and self.received.results[rid]["status"] == "ok":
-                    return
-                await asyncio.sleep(0.5)  # answered, not ready yet: do not flood a pipeline that is still joining
+        self._probed.clear()  # this call's probes only (a worker may have restarted since the last call)
+        self._watch_scores(True)
+        try:
+            while time.monotonic() < end:
+                alive()
+                rid = await self.send(row, request_id=f"probe-{uuid.uuid4().hex[:8]}", deadline_ms=2000)
+                if await self.wait_for(lambda r: rid in r.results, 5.0):
+                    answered = self.received.results[rid]["status"] == "ok"
+                    if answered and await self.wait_for(lambda r: wanted <= self._probed, 2.0):
+                        return
+                    await asyncio.sleep(0.5)  # not ready yet: do not flood a pipeline that is still joining
+        finally:
+            self._watch_scores(self.watch_scores)
         raise TimeoutError(f"pipeline {self.topics.pipeline} did not answer a probe within {timeout_s:.0f} s")
 
     def latencies_ms(self, ids: Iterable[str]) -> list[float]:
@@ -176,7 +187,10 @@ class PipelineClient:
                             self._file_result(results.decode(message.value), now)
                         elif tp.topic == self.topics.scores:
                             for score in decode_scores(message.value, message.key):
-                                self.received.scores.setdefault(score["request_id"], {})[score["model_id"]] = score
+                                if self.watch_scores:
+                                    self.received.scores.setdefault(score["request_id"], {})[score["model_id"]] = score
+                                if score["request_id"].startswith("probe-") and score["status"] == "ok":
+                                    self._probed.add(score["model_id"])
                         elif tp.topic == self.topics.alerts:
                             self.received.alerts.append(alerts.decode(message.value))
                         else:
