@@ -25,14 +25,14 @@ class Settings:
     """Every knob, each read from ``RDV_<NAME upper-cased>``."""
 
     broker: str | None = None            # kafka://host:port; None = none given
-    broker_kind: str = "kafka"           # kafka | embedded: picks the defaults of the three below
+    broker_kind: str = "kafka"           # kafka | embedded: picks the defaults of the four below
     data_dir: Path = Path("data")        # archive, models, reports
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
     fetch_max_wait_ms: int | None = None  # consumer fetch wait: Kafka 2, embedded 10 (Tansu waits it out every time)
     fetch_min_bytes: int | None = None   # Kafka holds a fetch until this much data or the wait: Kafka 8192, embedded 1
     linger_ms: float | None = None       # producer linger, batches sends: Kafka 1, embedded 0
+    session_timeout_s: float | None = None  # a silent worker leaves its group after this: Kafka 10, embedded 6
     rebalance_timeout_s: float = 3.0     # group join time on a fresh group
-    session_timeout_s: float = 10.0
     batch_max: int = 256                 # model micro-batch size
     batch_within_ms: float = 2.0         # longest a model waits to fill a micro-batch
     tick_ms: float = 5.0                 # deadline resolution of the rendezvous
@@ -59,7 +59,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         # measured (BENCHMARKS.md, issue 6): on Kafka fewer, fuller fetches and 1 ms of linger took
-        # the maximum sustained rate from 700 to 1,000+ requests/s; on Tansu the same cost latency
+        # the maximum sustained rate from 700 to 1,000+ requests/s; on Tansu the same cost latency.
+        # Tansu answers a JoinGroup after half the session timeout: 6 s joins in 3 s, not 5
+        # (heartbeats go every second)
         if self.broker_kind not in TUNING:
             raise ValueError(f"RDV_BROKER_KIND={self.broker_kind!r}: expected one of {sorted(TUNING)}")
         for name, value in TUNING[self.broker_kind].items():
@@ -142,11 +144,12 @@ def kafka_security() -> dict:
     return (_ACTIVE[0] if _ACTIVE else Settings.from_env()).kafka_security()
 
 
-TUNING = {  # broker kind -> defaults of the latency/throughput knobs
-    "kafka": {"fetch_max_wait_ms": 2, "fetch_min_bytes": 8192, "linger_ms": 1.0},
-    "embedded": {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0.0},
+TUNING = {  # broker kind -> defaults of the latency/throughput knobs and the session timeout
+    "kafka": {"fetch_max_wait_ms": 2, "fetch_min_bytes": 8192, "linger_ms": 1.0, "session_timeout_s": 10.0},
+    "embedded": {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0.0, "session_timeout_s": 6.0},
 }
-_TYPES = {"broker": str, "fetch_max_wait_ms": int, "fetch_min_bytes": int, "linger_ms": float}
+_TYPES = {"broker": str, "fetch_max_wait_ms": int, "fetch_min_bytes": int, "linger_ms": float,
+          "session_timeout_s": float}
 
 
 def _convert(name: str, raw: str, kind: type):
