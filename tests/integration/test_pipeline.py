@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections import Counter
 
 import httpx
@@ -224,28 +225,32 @@ def test_pipeline__open_mailboxes_survive_a_restart_of_the_rendezvous(kafka_brok
     Apache Kafka only: the embedded broker's end offsets count a batch of records as one
     (test_tansu_end_offsets_count_every_record below), so Faust's table recovery stops early
     there and applies the tail of a changelog batch only when the worker stops."""
-    stack = make_stack(kafka_broker, trained, tmp_path)
+    stack = make_stack(kafka_broker, trained, tmp_path, archive_flush_s=0.5)
 
     async def scenario():
         client = await ready_client(stack)
         try:
             for role in [r for r in stack.roles if r.startswith("group:")]:
                 stack.stop_worker(role)  # nobody scores: every mailbox stays open until its deadline
-            ids = [await client.send(r, deadline_ms=20_000) for r in rows(40, seed=4)]
+            ids = [await client.send(r, deadline_ms=10_000) for r in rows(40, seed=4)]
             archive = stack.settings.data_dir / stack.spec.name / "archive"
             # every request reached the core (the decoy archived it) before it stops
             assert await _wait(lambda: set(ids) <= set(read_archive(archive, features=False)["request_id"]), 60)
             stack.stop_worker("core", signal.SIGTERM)
+            stopped_at = time.perf_counter()
             stack.start_worker("core")
             missing = await client.wait_results(ids, timeout_s=90)
-            return ids, missing, client.received
+            return ids, missing, client.received, stopped_at
         finally:
             await client.__aexit__(None, None, None)
 
     with stack:
-        ids, missing, received = run(scenario())
+        ids, missing, received, stopped_at = run(scenario())
     log = "\n".join(line for line in stack.log_tail("core", 10**7).splitlines() if "rendezvous:" in line)
     assert not missing, f"{len(missing)} of {len(ids)} open mailboxes were forgotten across the restart ({sorted(missing)[:3]}):\n{log}"
+    # decided by the restarted core, from its recovered mailboxes — not before the stop
+    early = [i for i in ids if received.result_at[i] < stopped_at]
+    assert not early, f"{len(early)} requests were answered before the core stopped: the deadline was too short to test this"
     assert all(received.results[i]["status"] == "timeout" for i in ids)
 
 
