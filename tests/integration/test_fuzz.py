@@ -46,6 +46,7 @@ def bad_requests(features: dict) -> dict[str, tuple[bytes, str]]:
                          "larger than the 262,144 bytes allowed"),
         "empty-value": (b"", "empty message"),
         "not-an-object": (b"[1, 2, 3]", "JSON must be an object"),
+        "broken-json": (b'{"request_id": "bj", "features": ', "invalid JSON"),
     }
 
 
@@ -101,6 +102,9 @@ def test_fuzz__bad_requests_and_labels_go_to_the_dlq_and_valid_traffic_flows(bro
             for key, payload in mutated:
                 await client.producer.send(topics[0], payload, key=key.encode())
             good.append(await client.send(rows(1, seed=99)[0]))  # after all of it: still answered
+            # a plain JSON request, as any producer writes it, is answered too
+            good.append(await client.send({}, request_id="json-1",
+                                          raw=json.dumps({"request_id": "json-1", "features": features}).encode()))
             missing = await client.wait_results(good, timeout_s=60)
             keys = {*named, *labels}
 
