@@ -14,7 +14,6 @@ The figures (requests, faults, how long until the pipeline answered again) are p
 
 from __future__ import annotations
 
-
 import pytest
 
 from benchmarks.faults import Fault, run_faults
