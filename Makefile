@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.faults
 	$(BIN)/python -m benchmarks.soak
+	$(BIN)/python -m benchmarks.startup
 
 clean:
 	rm -rf $(VENV) .cache data .pytest_cache

@@ -69,3 +69,13 @@ def test_fetch_path_harness__tiny_run_writes_both_consumers(tmp_path):
     text = out.read_text()
     assert "| Faust's aiokafka consumer |" in text and "| ours (copy, fetch/seek lock, seek check) |" in text
     assert fetch_path.END in text
+
+
+def test_startup_report_renders_median_and_max_per_broker():
+    """The start-up benchmark's table (its runs start whole pipelines: `make bench`)."""
+    from benchmarks import startup
+
+    text = startup.render([{"broker": "embedded", "ready": [10.4, 9.4, 10.0], "restart": [7.8, 8.5, 7.7]}],
+                          "python -m benchmarks.startup")
+    assert text.startswith(startup.START) and text.endswith(startup.END)
+    assert "| embedded | 3 | 10.0 / 10.4 | 7.8 / 8.5 |" in text

@@ -1,0 +1,103 @@
+"""How long a pipeline takes to answer: from start, and from a SIGKILL of its core.
+
+    python -m benchmarks.startup                    # both brokers, 3 runs each, writes BENCHMARKS.md
+    python -m benchmarks.startup --broker embedded --runs 5
+
+Each run is a fresh pipeline (its own topics and consumer groups) on a running broker:
+*ready* is from ``Stack.start()`` (topics created, the registry seeded, the core and the demo's
+two model-group workers spawned) until a probe was answered and every model scored one
+(``Stack.wait_ready``): process start and imports, Faust's start-up, the consumer-group joins.
+*after a SIGKILL* is from killing the core until a probe is answered again: a new process, the
+join, the changelog recovery and the read-back of recent Results. Every integration test pays
+the first once per pipeline it starts; a crash costs the second in answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from benchmarks import e2e
+from pipelines.spec import load_spec
+from pipelines.train import train_demo_models
+from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+from streams.client import PipelineClient
+from streams.settings import Settings
+from streams.stack import Stack
+
+START, END = "<!-- startup:start -->", "<!-- startup:end -->"
+
+
+async def _probe(stack: Stack, started: float) -> tuple[float, float]:
+    """(seconds from ``started`` until ready, seconds from a SIGKILL of the core until ready again)."""
+    async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
+        await stack.wait_ready(client)
+        ready_s = time.perf_counter() - started
+        killed = time.perf_counter()
+        stack.stop_worker("core", signal.SIGKILL)
+        stack.start_worker("core")
+        await stack.wait_ready(client)
+        return ready_s, time.perf_counter() - killed
+
+
+def run_broker(kind: str, runs: int, workdir: Path, log=print) -> dict:
+    template = train_demo_models(workdir / kind, pipeline="startup", n_train=5000)
+    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{kind}")).start()
+    ready, restart = [], []
+    try:
+        for i in range(runs):
+            data = yaml.safe_load(template.read_text())
+            data["pipeline"] = f"startup-{kind}-{i}"
+            path = template.with_name(f"{data['pipeline']}.yaml")  # beside the template: its artifact paths hold
+            path.write_text(yaml.safe_dump(data))
+            settings = replace(broker.configure(Settings.from_env()), data_dir=workdir / f"{kind}-{i}",
+                               web_port=free_port())
+            started = time.perf_counter()
+            with Stack(load_spec(path), settings) as stack:
+                first, again = asyncio.run(_probe(stack, started))
+            log(f"{kind} run {i + 1}: ready {first:.1f} s, answering again {again:.1f} s after a SIGKILL of the core")
+            ready.append(first)
+            restart.append(again)
+    finally:
+        broker.stop()
+    return {"broker": kind, "ready": ready, "restart": restart}
+
+
+def render(results: list[dict], command: str) -> str:
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):.1f} / {max(values):.1f}"
+
+    return "\n".join([
+        START, f"### Start-up and restart — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+        f"- machine: {e2e._machine()}", f"- git commit: `{e2e._commit()}`", f"- command: `{command}`",
+        "- demo pipeline (core + two model-group workers), a fresh one per run; see `benchmarks/startup.py`", "",
+        "| broker | runs | ready after start: median / max s | answering again after a SIGKILL of the core: median / max s |",
+        "|---|---:|---:|---:|",
+        *(f"| {r['broker']} | {len(r['ready'])} | {cell(r['ready'])} | {cell(r['restart'])} |" for r in results),
+        "", END])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--broker", default="embedded,kafka", help="comma-separated: embedded, kafka")
+    parser.add_argument("--runs", type=int, default=3, help="fresh pipelines per broker")
+    parser.add_argument("--out", default=str(e2e.ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rdv-startup-") as tmp:
+        results = [run_broker(kind, args.runs, Path(tmp)) for kind in args.broker.split(",")]
+    command = "python -m benchmarks.startup " + " ".join(argv if argv is not None else sys.argv[1:])
+    e2e.write(Path(args.out), render(results, command.strip()), START, END)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
