@@ -21,17 +21,12 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
 from benchmarks import e2e
-from pipelines.spec import load_spec
 from pipelines.train import train_demo_models
-from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+from streams.brokers import EmbeddedBroker, KafkaBroker
 from streams.client import PipelineClient
-from streams.settings import Settings
 from streams.stack import Stack
 
 START, END = "<!-- startup:start -->", "<!-- startup:end -->"
@@ -50,19 +45,17 @@ async def _probe(stack: Stack, started: float) -> tuple[float, float]:
 
 
 def run_broker(kind: str, runs: int, workdir: Path, log=print) -> dict:
-    template = train_demo_models(workdir / kind, pipeline="startup", n_train=5000)
+    from tests.integration.conftest import make_stack  # a fresh pipeline, as benchmarks.faults makes it
+
+    trained = workdir / kind, train_demo_models(workdir / kind, pipeline="template", n_train=5000)
     broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{kind}")).start()
     ready, restart = [], []
     try:
         for i in range(runs):
-            data = yaml.safe_load(template.read_text())
-            data["pipeline"] = f"startup-{kind}-{i}"
-            path = template.with_name(f"{data['pipeline']}.yaml")  # beside the template: its artifact paths hold
-            path.write_text(yaml.safe_dump(data))
-            settings = replace(broker.configure(Settings.from_env()), data_dir=workdir / f"{kind}-{i}",
-                               web_port=free_port())
+            (workdir / f"{kind}-{i}").mkdir()
+            stack = make_stack(broker, trained, workdir / f"{kind}-{i}", deadline_ms=100)
             started = time.perf_counter()
-            with Stack(load_spec(path), settings) as stack:
+            with stack:
                 first, again = asyncio.run(_probe(stack, started))
             log(f"{kind} run {i + 1}: ready {first:.1f} s, answering again {again:.1f} s after a SIGKILL of the core")
             ready.append(first)
