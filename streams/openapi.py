@@ -61,6 +61,11 @@ def _features_schema(spec: PipelineSpec) -> dict:
     return schema
 
 
+# an Avro long: a value beyond 64 bits is refused (400, naming the field), so the description says so
+_EPOCH_MS = {"type": "integer", "format": "int64", "minimum": -2**63, "maximum": 2**63 - 1, "nullable": True,
+             "description": "epoch milliseconds at the producer"}
+
+
 def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
     error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     score = {"type": "object", "properties": {k: {} for k in ("model_id", "model_version", "role", "prediction",
@@ -75,7 +80,7 @@ def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
             "scores": {"type": "array", "items": score}, "latency_ms": {"type": "number"},
             "status": {"type": "string", "enum": ["ok", "timeout", "error"]},
             "tenant": {"type": "string", "nullable": True}, "reply_to": {"type": "string", "nullable": True},
-            "sent_at": {"type": "integer", "nullable": True},
+            "sent_at": _EPOCH_MS,
         },
     }
     request = {
@@ -87,7 +92,7 @@ def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
             "request_id": {"type": "string", "minLength": 1},
             "tenant": {"type": "string", "nullable": True},
             "reply_to": {"type": "string", "nullable": True},
-            "sent_at": {"type": "integer", "nullable": True},
+            "sent_at": _EPOCH_MS,
         },
     }
 
