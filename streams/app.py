@@ -72,6 +72,7 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
     )
     app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.rdv_fetch_min_bytes = settings.fetch_min_bytes
+    app.rdv_idempotence = settings.producer_idempotence
     app.rdv_before_commit = []  # snapshots taken before every offset commit (streams/transport.py)
 
     @app.on_partitions_revoked.connect

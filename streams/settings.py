@@ -25,13 +25,15 @@ class Settings:
     """Every knob, each read from ``RDV_<NAME upper-cased>``."""
 
     broker: str | None = None            # kafka://host:port; None = none given
-    broker_kind: str = "kafka"           # kafka | embedded: picks the defaults of the four below
+    broker_kind: str = "kafka"           # kafka | embedded: picks the defaults of the five below
     data_dir: Path = Path("data")        # archive, models, reports
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
     fetch_max_wait_ms: int | None = None  # consumer fetch wait: Kafka 2, embedded 10 (Tansu waits it out every time)
     fetch_min_bytes: int | None = None   # Kafka holds a fetch until this much data or the wait: Kafka 8192, embedded 1
     linger_ms: float | None = None       # producer linger, batches sends: Kafka 1, embedded 0
     session_timeout_s: float | None = None  # a silent worker leaves its group after this: Kafka 10, embedded 6
+    producer_idempotence: bool | None = None  # workers' producers: a batch retried after a broker crash is written
+                                          # once, not twice: Kafka on, embedded off (Tansu refuses InitProducerId)
     rebalance_timeout_s: float = 3.0     # group join time on a fresh group
     batch_max: int = 256                 # model micro-batch size
     batch_within_ms: float = 2.0         # longest a model waits to fill a micro-batch
@@ -145,11 +147,13 @@ def kafka_security() -> dict:
 
 
 TUNING = {  # broker kind -> defaults of the latency/throughput knobs and the session timeout
-    "kafka": {"fetch_max_wait_ms": 2, "fetch_min_bytes": 8192, "linger_ms": 1.0, "session_timeout_s": 10.0},
-    "embedded": {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0.0, "session_timeout_s": 6.0},
+    "kafka": {"fetch_max_wait_ms": 2, "fetch_min_bytes": 8192, "linger_ms": 1.0, "session_timeout_s": 10.0,
+              "producer_idempotence": True},
+    "embedded": {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0.0, "session_timeout_s": 6.0,
+                 "producer_idempotence": False},
 }
 _TYPES = {"broker": str, "fetch_max_wait_ms": int, "fetch_min_bytes": int, "linger_ms": float,
-          "session_timeout_s": float}
+          "session_timeout_s": float, "producer_idempotence": bool}
 
 
 def _convert(name: str, raw: str, kind: type):

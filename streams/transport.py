@@ -1,4 +1,4 @@
-"""A Faust transport (URL scheme ``rdv://``) that is aiokafka with two corrections.
+"""A Faust transport (URL scheme ``rdv://``) that is aiokafka with these corrections.
 
 1. Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. Kafka answers a fetch as
    soon as data arrives, but the embedded Tansu broker waits the full time, so every hop
@@ -35,6 +35,12 @@
       against the reset read offset, and read as a gap. Here a seek waits for the fetch in
       flight, and records of a partition fetched before its seek are not delivered (the seek
       fetches them again).
+
+5. Faust's producer is idempotent only inside transactions. Without it, a batch the broker wrote
+   but could not acknowledge before it crashed is written again when the producer retries: a
+   request got a second Result when the broker was SIGKILLed under load (tests/reliability).
+   This producer is idempotent when ``app.rdv_idempotence`` is set (``RDV_PRODUCER_IDEMPOTENCE``;
+   on Apache Kafka by default — Tansu refuses InitProducerId).
 
 Registered in the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own
 plug-in point.
@@ -130,6 +136,16 @@ class Consumer(faust_aiokafka.Consumer):
         return super().ack(message)
 
 
+class Producer(faust_aiokafka.Producer):
+    def _settings_extra(self):
+        """Idempotent when the app asks for it (5. above); Faust's transactional settings otherwise."""
+        extra = dict(super()._settings_extra())
+        if getattr(self.app, "rdv_idempotence", False):
+            extra.update(acks="all", enable_idempotence=True)
+        return extra
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+    Producer = Producer
     driver_version = f"rendezvous+{faust_aiokafka.Transport.driver_version}"

@@ -61,12 +61,14 @@ def test_settings__every_setting_survives_the_trip_to_a_worker_process():
     assert Settings.from_env(env) == settings
 
 
-def test_settings__fetch_linger_and_session_defaults_follow_the_broker_kind_unless_set():
+def test_settings__fetch_linger_session_and_idempotence_defaults_follow_the_broker_kind_unless_set():
     kafka = Settings.from_env({})
     assert (kafka.fetch_max_wait_ms, kafka.fetch_min_bytes, kafka.linger_ms, kafka.session_timeout_s) == (2, 8192, 1.0, 10.0)
     embedded = Settings.from_env({"RDV_BROKER_KIND": "embedded"})
     assert (embedded.fetch_max_wait_ms, embedded.fetch_min_bytes, embedded.linger_ms,
             embedded.session_timeout_s) == (10, 1, 0.0, 6.0)
+    assert kafka.producer_idempotence is True and embedded.producer_idempotence is False
+    assert Settings.from_env({"RDV_PRODUCER_IDEMPOTENCE": "0"}).producer_idempotence is False
     moved = kafka.for_broker("kafka://h:1", "embedded", {"RDV_LINGER_MS": "3"})
     assert (moved.broker, moved.broker_kind, moved.fetch_min_bytes, moved.session_timeout_s) == (
         "kafka://h:1", "embedded", 1, 6.0)

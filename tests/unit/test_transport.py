@@ -114,3 +114,18 @@ def test_transport__records_fetched_before_a_seek_of_their_partition_are_not_del
     assert [o for t, o in delivered if t == requests.topic] == [40]  # 41, 42 are fetched again from 12
     assert [o for t, o in delivered if t == scores.topic] == [7, 8]  # not seeked: its records stand
     assert consumer._read_offset[requests] == 12
+
+
+def test_transport__the_producer_is_idempotent_when_the_settings_ask():
+    """A batch retried after a broker crash must be written once (a request got a second Result)."""
+    made = {}
+    for idempotent in (True, False):
+        app = faust.App(f"rdv-test-idempotence-{idempotent}", broker="rdv://127.0.0.1:1", autodiscover=False)
+        app.rdv_idempotence = idempotent
+
+        async def build():  # aiokafka producers are created inside a running loop
+            return app.producer._new_producer()
+
+        made[idempotent] = asyncio.run(build())
+    assert made[True]._txn_manager is not None  # aiokafka's idempotence: producer id and sequence numbers
+    assert made[False]._txn_manager is None
