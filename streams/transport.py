@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aiokafka.errors import UnknownError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.consumer import ensure_TP
 
@@ -143,6 +144,16 @@ class Producer(faust_aiokafka.Producer):
         if getattr(self.app, "rdv_idempotence", False):
             extra.update(acks="all", enable_idempotence=True)
         return extra
+
+    async def on_start(self) -> None:
+        try:
+            await super().on_start()
+        except UnknownError as exc:  # what Tansu answers to InitProducerId
+            if not getattr(self.app, "rdv_idempotence", False):
+                raise
+            raise RuntimeError("the broker refused an idempotent producer (InitProducerId): the embedded Tansu "
+                               "broker has none. Set RDV_BROKER_KIND=embedded for it (`rendezvous broker` prints "
+                               "that), or RDV_PRODUCER_IDEMPOTENCE=0") from exc
 
 
 class Transport(faust_aiokafka.Transport):

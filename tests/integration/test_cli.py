@@ -68,7 +68,7 @@ def test_cli__up_prints_topics_and_rest_answers_then_ctrl_c_stops_everything(bro
     path.write_text(yaml.safe_dump(spec))
     port = free_port()
     process = _spawn("up", str(path), "--broker", broker.url, "--port", str(port),
-                     env={"RDV_DATA_DIR": str(tmp_path / "data")})
+                     env={"RDV_DATA_DIR": str(tmp_path / "data"), "RDV_BROKER_KIND": broker.kind})
     try:
         out = _read_until(process, "Ctrl-C stops all of it")
         assert f"{spec['pipeline']}.requests" in out and f"http://127.0.0.1:{port}/v1/{spec['pipeline']}/predict" in out

@@ -243,6 +243,24 @@ def test_tansu_end_offsets_count_every_record(embedded_broker, run):
     assert run(scenario()) == 10
 
 
+def test_tansu_refuses_idempotent_producers_and_the_worker_says_what_to_do(embedded_broker, run):
+    """Why idempotence is a per-kind default (RDV_PRODUCER_IDEMPOTENCE): pointed at Tansu with Kafka's
+    defaults, a worker stops with the setting to change, not with aiokafka's UnknownError."""
+    import faust
+
+    async def start():
+        app = faust.App("rdv-idempotence-on-tansu", broker=embedded_broker.url.replace("kafka://", "rdv://"),
+                        autodiscover=False)
+        app.rdv_idempotence = True
+        try:
+            await app.producer.start()
+        finally:
+            await app.producer.stop()
+
+    with pytest.raises(RuntimeError, match="RDV_BROKER_KIND=embedded"):
+        run(start())
+
+
 def test_pipeline__metrics_on_their_own_port(embedded_broker, trained, tmp_path, run):
     from streams.brokers import free_port
 
