@@ -138,14 +138,15 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     from river.datasets import synth
 
     from agents.rendezvous import Rendezvous
-    from pipelines.flavours import river as river_flavour, sklearn as sk_flavour, xgboost as xgb_flavour
+    import importlib
+
+    from pipelines.flavours import LOADERS
     from pipelines.flavours.base import score_record
     from tables.mailboxes import DictStore
 
     artifacts = artifacts or train_models()
     spec = _spec(POLICIES[policy], artifacts)
-    loaders = {"xgboost": xgb_flavour.load, "river": river_flavour.load, "sklearn": sk_flavour.load}
-    models = [loaders[m.flavour](m, artifacts[m.id]) for m in spec.models]
+    models = [importlib.import_module(LOADERS[m.flavour]).load(m, artifacts[m.id]) for m in spec.models]
     learner = next(m for m in models if m.spec.id == "learner")
     clock = [0.0]
     server = Rendezvous(spec, DictStore(), clock=lambda: clock[0])

@@ -146,7 +146,7 @@ def kafka_security() -> dict:
     return (_ACTIVE[0] if _ACTIVE else Settings.from_env()).kafka_security()
 
 
-TUNING = {  # broker kind -> defaults of the latency/throughput knobs and the session timeout
+TUNING = {  # broker kind -> defaults of the latency/throughput knobs, the session timeout, idempotence
     "kafka": {"fetch_max_wait_ms": 2, "fetch_min_bytes": 8192, "linger_ms": 1.0, "session_timeout_s": 10.0,
               "producer_idempotence": True},
     "embedded": {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0.0, "session_timeout_s": 6.0,
