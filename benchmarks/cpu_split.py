@@ -1,8 +1,8 @@
 """Where the CPU goes: per-process CPU of a running pipeline under a steady load.
 
-    python -m benchmarks.cpu_split --broker kafka --rate 300 --rounds 3 [--py-spy DIR]
+    python -m benchmarks.cpu_split --rate 300 --rounds 3 [--py-spy DIR]
 
-Starts the broker and the demo pipeline, offers ``--rate`` requests/s for ``--window-s``
+Starts the embedded broker (RDV_BROKER_JVM_OPTS applies) and the demo pipeline, offers ``--rate`` requests/s for ``--window-s``
 seconds ``--rounds`` times, and prints each process's CPU share per window (from
 /proc/<pid>/stat) with the window's latency. With ``--py-spy DIR`` the last window is also
 sampled by py-spy (non-blocking; `pip install py-spy`) into DIR/<role>.txt (raw folded stacks).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipelines.spec import load_spec
 from pipelines.train import agrawal_rows, train_demo_models
-from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+from streams.broker import KafkaBroker, free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
 from streams.settings import Settings
@@ -63,7 +63,6 @@ async def measure(stack: Stack, broker, args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", choices=["embedded", "kafka"], default="kafka")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3, help="windows in a row (the first ones warm the JVM up)")
@@ -72,13 +71,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rdv-cpu-") as tmp:
         spec = load_spec(train_demo_models(Path(tmp), pipeline="cpu", groups=args.groups))
-        broker = (EmbeddedBroker() if args.broker == "embedded" else KafkaBroker(log_dir=Path(tmp) / "kafka")).start()
-        try:
-            settings = replace(broker.configure(Settings.from_env()), data_dir=Path(tmp) / "data", web_port=free_port())
+        with KafkaBroker(data_dir=Path(tmp) / "kafka") as broker:
+            settings = replace(Settings.from_env(), broker=broker.url, data_dir=Path(tmp) / "data", web_port=free_port())
             with Stack(spec, settings) as stack:
                 asyncio.run(measure(stack, broker, args))
-        finally:
-            broker.stop()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Proof on drifting data: an abrupt concept drift, delayed labels, and who answers afterwards.
 
-    python -m benchmarks.drift                 # every policy in-process, ucb on both brokers; writes BENCHMARKS.md
-    python -m benchmarks.drift --brokers kafka:200 --policies ucb
-    python -m benchmarks.drift --policies ucb,preference --brokers '' --requests 8000 --drift-at 3000 --label-delay 200
+    python -m benchmarks.drift                 # every policy in-process, ucb on the broker at 100/s; writes BENCHMARKS.md
+    python -m benchmarks.drift --pipeline-rates 200 --policies ucb
+    python -m benchmarks.drift --policies ucb,preference --pipeline-rates '' --requests 8000 --drift-at 3000 --label-delay 200
 
 River's Agrawal loan stream switches its classification function (2 → 0) at ``--drift-at``
 (``ConceptDriftStream``, as abrupt as River allows: see :func:`drift_width`). Three real models answer every request:
@@ -181,12 +181,13 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     return run
 
 
-def run_on_broker(kind: str, policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
+def run_on_broker(broker: str | None, policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
                   rate: float = 200.0, seed: int = 7, artifacts: dict | None = None, workdir: Path | None = None,
                   log=print) -> DriftRun:
-    """The same scenario through the real thing: broker, core worker, two model-group workers
-    (xgb + canary; the River learner, learning from ``{p}.examples`` and checkpointing), requests
-    at ``rate`` per second from a client, each label sent ``label_delay`` requests later."""
+    """The same scenario through the real thing: broker (``broker``'s URL, else the embedded one),
+    core worker, two model-group workers (xgb + canary; the River learner, learning from
+    ``{p}.examples`` and checkpointing), requests at ``rate`` per second from a client, each
+    label sent ``label_delay`` requests later."""
     import asyncio
     import hashlib
     import tempfile
@@ -195,7 +196,8 @@ def run_on_broker(kind: str, policy: str = "ucb", requests: int = 8000, drift_at
     import yaml
 
     from pipelines.spec import load_spec
-    from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+    from benchmarks.e2e import running_broker
+    from streams.broker import free_port
     from streams.settings import Settings
     from streams.stack import Stack
 
@@ -204,21 +206,18 @@ def run_on_broker(kind: str, policy: str = "ucb", requests: int = 8000, drift_at
         folder = Path(workdir or tmp)
         files = {"xgb": "xgb.ubj", "learner": "learner.pkl", "canary": "canary.skops"}
         data = _spec(POLICIES[policy], artifacts).to_dict()
-        data.update(pipeline=f"drift-{kind}-{policy}".replace("_", "-"), checkpoint_s=30)
+        data.update(pipeline=f"drift-{policy}-{int(rate)}".replace("_", "-"), checkpoint_s=30)
         for model in data["models"]:
             (folder / files[model["id"]]).write_bytes(artifacts[model["id"]])
             model.update(artifact=files[model["id"]], group="online" if model["id"] == "learner" else "boosted",
                          sha256=hashlib.sha256(artifacts[model["id"]]).hexdigest())
         (folder / "drift.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         spec = load_spec(folder / "drift.yaml")
-        broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=folder / "kafka")).start()
-        try:
-            settings = replace(broker.configure(Settings.from_env()), data_dir=folder / "data", web_port=free_port())
+        with running_broker(broker, folder) as url:
+            settings = replace(Settings.from_env(), broker=url, data_dir=folder / "data", web_port=free_port())
             with Stack(spec, settings) as stack:
                 run = asyncio.run(_stream_on(stack, requests, drift_at, label_delay, rate, seed, log))
-        finally:
-            broker.stop()
-    run.policy = f"{policy} on {kind}"
+    run.policy = f"{policy} on Kafka"
     return run
 
 
@@ -272,7 +271,7 @@ def render(runs: list[DriftRun], command: str) -> str:
              f"- River Agrawal, function 2 → 0 at request {r0.drift_at:,} of {len(r0.chosen):,} (`ConceptDriftStream` width "
              f"{drift_width(len(r0.chosen), r0.drift_at)}: the narrowest River computes without overflow); labels "
              f"{r0.label_delay} requests late. Rows without a broker: the real rendezvous in-process, 100 requests/s "
-             "on an injected clock (deterministic); rows *on embedded/kafka*: the whole pipeline (core, xgb+canary "
+             "on an injected clock (deterministic); rows *on Kafka*: the whole pipeline (core, xgb+canary "
              "group, River learner group learning from `{p}.examples`) on a real broker, requests at the rate given, "
              "recovery seconds at that rate",
              "- accuracy of the answers returned; *shift*: labels of post-drift requests received before the learner "
@@ -302,11 +301,11 @@ def main(argv=None) -> None:
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--drift-at", type=int, default=3000)
     parser.add_argument("--label-delay", type=int, default=200)
-    parser.add_argument("--brokers", default="embedded:50,kafka:100",
-                        help="also run the whole pipeline on these real brokers, each at its rate in requests/s "
-                             "(BROKER:RATE, comma-separated; '' for none). The embedded broker itself takes about a "
-                             "core at 100/s with feedback, which saturates a 2-core machine: see BENCHMARKS.md")
-    parser.add_argument("--broker-policy", default="ucb", help="the policy of the runs on real brokers")
+    parser.add_argument("--pipeline-rates", default="100",
+                        help="also run the whole pipeline on the broker at each of these rates in requests/s "
+                             "(comma-separated; '' for none)")
+    parser.add_argument("--broker", default=None, help=e2e.BROKER_HELP)
+    parser.add_argument("--broker-policy", default="ucb", help="the policy of the runs on the broker")
     parser.add_argument("--out", type=Path, default=e2e.ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     artifacts = train_models()
@@ -315,11 +314,10 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         runs.append(run_drift(name, args.requests, args.drift_at, args.label_delay, artifacts=artifacts))
         print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    for item in filter(None, args.brokers.split(",")):
-        kind, _, rate = item.partition(":")
-        run = run_on_broker(kind, args.broker_policy, args.requests, args.drift_at, args.label_delay,
-                            float(rate or 100), artifacts=artifacts, log=lambda line: print(line, file=sys.stderr))
-        run.rate = float(rate or 100)
+    for rate in filter(None, args.pipeline_rates.split(",")):
+        run = run_on_broker(args.broker, args.broker_policy, args.requests, args.drift_at, args.label_delay,
+                            float(rate), artifacts=artifacts, log=lambda line: print(line, file=sys.stderr))
+        run.rate = float(rate)
         run.policy += f" at {run.rate:g}/s"
         runs.append(run)
     text = render(runs, "python -m benchmarks.drift " + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -1,15 +1,15 @@
 """End-to-end latency of a whole pipeline at fixed offered rates, and the maximum sustained rate.
 
-    python -m benchmarks.e2e                      # both brokers, default rates, writes BENCHMARKS.md
-    python -m benchmarks.e2e --broker kafka --rates 100,500,1000 --duration-s 20
+    python -m benchmarks.e2e                      # default rates, writes BENCHMARKS.md
+    python -m benchmarks.e2e --rates 100,500,1000 --duration-s 20 --groups 2
 
 Pipeline: 2 models (XGBoost champion, logistic regression challenger) + a canary (decision
 tree) + the decoy, the demo's models, on one machine with the broker and the load generator.
 ``--groups 2`` (the demo's layout) runs xgb in one model-group worker and lr + canary in
-another; ``--groups 1`` hosts all three in one worker. Before measuring, a warm-up phase
-loads the pipeline: 20 s at 200/s on Kafka (the JVM needs that before its JIT settles), 2 s
-on the embedded broker (Tansu's memory engine slows down as its log grows, so a long
-warm-up would measure an older broker, not a warmer one).
+another; ``--groups 1`` hosts all three in one worker. The broker is the embedded one (Apache
+Kafka, started for the run) unless ``--broker kafka://…`` names a running one. Before measuring,
+a warm-up phase loads the pipeline at 200/s (``--warmup-s``): the JVM's compiler and the
+workers' first batches settle there, not in the figures.
 Latency is client-side: from the producer's send to the Result's arrival. A rate is
 *sustained* when nothing is lost, under 1% time out, and p99 ≤ the SLO.
 """
@@ -24,12 +24,14 @@ import re
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 from pipelines.spec import load_spec
 from pipelines.train import agrawal_rows, train_demo_models
-from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+from streams.broker import KAFKA_VERSION, KafkaBroker, free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
 from streams.settings import Settings
@@ -37,7 +39,19 @@ from streams.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- e2e:start -->", "<!-- e2e:end -->"
-WARMUP_S = {"kafka": 20.0, "embedded": 2.0}
+WARMUP_S = 20.0
+BROKER = f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)"
+BROKER_HELP = "a running broker, kafka://HOST:PORT (default: start the embedded one for this run)"
+
+
+@contextmanager
+def running_broker(url: str | None, workdir: Path) -> Iterator[str]:
+    """``url`` as it is, or the embedded broker started in ``workdir`` (and stopped after): its URL."""
+    if url:
+        yield url
+        return
+    with KafkaBroker(data_dir=workdir / "kafka", log_path=workdir / "kafka.log") as broker:
+        yield broker.url
 
 
 async def measure_rate(client: PipelineClient, pool: list[dict], rate: float, duration_s: float, slo_ms: float) -> dict:
@@ -82,27 +96,22 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
     return rows_out
 
 
-def run_broker(kind: str, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
-               warmup_s: float = 20.0, quality: bool = False) -> dict:
-    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{groups}-{quality}")).start()
-    try:
-        spec = load_spec(train_demo_models(workdir / f"{kind}-{groups}", pipeline=f"bench-{kind}", deadline_ms=deadline_ms,
-                                           groups=groups))
-        settings = replace(broker.configure(Settings.from_env()), data_dir=workdir / f"{kind}-{groups}-{quality}" / "data",
-                           web_port=free_port())
+def run_pipeline(broker: str | None, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
+                 warmup_s: float = WARMUP_S, quality: bool = False) -> dict:
+    run = f"bench-{groups}-{'q' if quality else 'n'}"
+    with running_broker(broker, workdir / run) as url:
+        spec = load_spec(train_demo_models(workdir / run, pipeline=run, deadline_ms=deadline_ms, groups=groups))
+        settings = replace(Settings.from_env(), broker=url, data_dir=workdir / run / "data", web_port=free_port())
         if quality:  # a reference profile: the stack then runs the quality worker too
             from features.reference import profile_training_data
 
-            profile_training_data(spec.name, workdir / f"{kind}-{groups}" / "models" / "training.csv",
+            profile_training_data(spec.name, workdir / run / "models" / "training.csv",
                                   list(dict.fromkeys(f for m in spec.models for f in m.features)), settings.data_dir)
-        log(f"{kind}: pipeline {spec.name}, {groups} model group(s), deadline {deadline_ms} ms, "
+        log(f"pipeline {spec.name}, {groups} model group(s), deadline {deadline_ms} ms, "
             f"warm-up {warmup_s:g} s, {duration_s:g} s per rate")
         with Stack(spec, settings) as stack:
             results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, warmup_s, log))
-    finally:
-        broker.stop()
-    return {"broker": kind, "groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms,
-            "quality": quality}
+    return {"groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms, "quality": quality}
 
 
 def _machine() -> str:
@@ -122,7 +131,8 @@ def _commit() -> str:
 
 def render(runs: list[dict], command: str) -> str:
     lines = [START, f"### End-to-end latency — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-             f"- machine: {_machine()}", f"- git commit: `{_commit()}`", f"- command: `{command}`",
+             f"- machine: {_machine()}", f"- broker: {BROKER}", f"- git commit: `{_commit()}`",
+             f"- command: `{command}`",
              "- pipeline: XGBoost (champion) + logistic regression (challenger) + decision-tree canary + decoy;"
              " one core worker (decoy + rendezvous) and the model-group workers named below; broker and load"
              " generator on the same machine",
@@ -131,7 +141,7 @@ def render(runs: list[dict], command: str) -> str:
         best = max((r["rate"] for r in run["results"] if r["sustained"]), default=0)
         layout = "xgb | lr + canary (2 model-group workers)" if run["groups"] == 2 else "xgb + lr + canary (1 model-group worker)"
         layout += ", with the quality worker (GX + drift on windows of 2,000)" if run.get("quality") else ""
-        lines += [f"**{run['broker']} broker, {layout}** — deadline {run['deadline_ms']} ms; sustained = nothing lost, "
+        lines += [f"**{layout}** — deadline {run['deadline_ms']} ms; sustained = nothing lost, "
                   f"≤1% timeouts, p99 ≤ {run['slo_ms']:g} ms. **Maximum sustained rate measured: {best:g} requests/s.**", "",
                   "| offered rate (req/s) | achieved | requests | p50 ms | p99 ms | p99.9 ms | timeouts | lost | duplicates | sustained |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
@@ -156,7 +166,7 @@ def write(path: Path, block: str, start: str = START, end: str = END) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", choices=["embedded", "kafka", "both"], default="both")
+    parser.add_argument("--broker", default=None, help=BROKER_HELP)
     parser.add_argument("--rates", default="100,250,500,1000",
                         help="offered rates in requests/s, ascending; stops once p99 passes 5x the SLO or a request is lost")
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds of load per rate")
@@ -166,15 +176,15 @@ def main(argv=None) -> None:
     parser.add_argument("--quality", default="off", help="off, on, or off,on: run the data-quality worker beside "
                                                          "the pipeline (to show what validation costs the answers)")
     parser.add_argument("--warmup-s", type=float, default=None,
-                        help="seconds of 200 req/s before measuring (default: 20 on Kafka, 2 embedded)")
+                        help=f"seconds of 200 req/s before measuring (default: {WARMUP_S:g})")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
-    kinds = ["embedded", "kafka"] if args.broker == "both" else [args.broker]
+    warmup_s = args.warmup_s if args.warmup_s is not None else WARMUP_S
     with tempfile.TemporaryDirectory(prefix="rdv-bench-") as tmp:
-        runs = [run_broker(k, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print, int(g),
-                           args.warmup_s if args.warmup_s is not None else WARMUP_S[k], q == "on")
-                for k in kinds for g in args.groups.split(",") for q in args.quality.split(",")]
+        runs = [run_pipeline(args.broker, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print,
+                             int(g), warmup_s, q == "on")
+                for g in args.groups.split(",") for q in args.quality.split(",")]
     command = "python -m benchmarks.e2e " + " ".join(argv if argv is not None else os.sys.argv[1:])
     write(args.out, render(runs, command.strip()))
     print(f"wrote {args.out}")

@@ -144,14 +144,14 @@ def scenarios(broker) -> dict[str, list[Fault]]:
 
 def run_all(rate: float, seconds: float, names: list[str], tmp: Path, log=print) -> list[tuple[str, Report]]:
     from pipelines.train import train_demo_models
-    from streams.brokers import KafkaBroker
+    from streams.broker import KafkaBroker
     from tests.integration.conftest import make_stack
 
     trained = tmp / "trained"
     spec = train_demo_models(trained, pipeline="template", n_train=5000)
     out = []
     for name in names:
-        with KafkaBroker(log_dir=tmp / f"kafka-{name}", log_path=tmp / f"kafka-{name}.log") as broker:
+        with KafkaBroker(data_dir=tmp / f"kafka-{name}", log_path=tmp / f"kafka-{name}.log") as broker:
             (tmp / name).mkdir()
             stack = make_stack(broker, (trained, spec), tmp / name, deadline_ms=1000)
             with stack:

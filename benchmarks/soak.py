@@ -166,7 +166,7 @@ def main(argv=None) -> None:
     from benchmarks import e2e
     from pipelines.train import train_demo_models
     from streams.app import tune_gc
-    from streams.brokers import KafkaBroker
+    from streams.broker import KafkaBroker
     from tests.integration.conftest import make_stack
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,7 +179,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="rdv-soak-") as tmp:
         tmp = Path(tmp)
         spec = train_demo_models(tmp / "trained", pipeline="template", n_train=5000)
-        with KafkaBroker(log_dir=tmp / "kafka", log_path=tmp / "kafka.log") as broker:
+        with KafkaBroker(data_dir=tmp / "kafka", log_path=tmp / "kafka.log") as broker:
             (tmp / "run").mkdir()
             stack = make_stack(broker, (tmp / "trained", spec), tmp / "run", deadline_ms=1000,
                                spec={"feedback_ttl_s": int(args.ttl_s)})

@@ -1,7 +1,7 @@
 """How long a pipeline takes to answer: from start, and from a SIGKILL of its core.
 
-    python -m benchmarks.startup                    # both brokers, 3 runs each, writes BENCHMARKS.md
-    python -m benchmarks.startup --broker embedded --runs 5
+    python -m benchmarks.startup                    # 3 runs on the embedded broker, writes BENCHMARKS.md
+    python -m benchmarks.startup --runs 5
 
 Each run is a fresh pipeline (its own topics and consumer groups) on a running broker:
 *ready* is from ``Stack.start()`` (topics created, the registry seeded, the core and the demo's
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from benchmarks import e2e
 from pipelines.train import train_demo_models
-from streams.brokers import EmbeddedBroker, KafkaBroker
+from streams.broker import KafkaBroker
 from streams.client import PipelineClient
 from streams.stack import Stack
 
@@ -44,51 +44,48 @@ async def _probe(stack: Stack, started: float) -> tuple[float, float]:
         return ready_s, time.perf_counter() - killed
 
 
-def run_broker(kind: str, runs: int, workdir: Path, log=print) -> dict:
+def run(runs: int, workdir: Path, log=print) -> dict:
     from tests.integration.conftest import make_stack  # a fresh pipeline, as benchmarks.faults makes it
 
-    trained = workdir / kind, train_demo_models(workdir / kind, pipeline="template", n_train=5000)
-    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / f"kafka-{kind}")).start()
+    trained = workdir / "trained", train_demo_models(workdir / "trained", pipeline="template", n_train=5000)
     ready, restart = [], []
-    try:
+    with KafkaBroker(data_dir=workdir / "kafka") as broker:
         for i in range(runs):
-            (workdir / f"{kind}-{i}").mkdir()
-            stack = make_stack(broker, trained, workdir / f"{kind}-{i}", deadline_ms=100)
+            (workdir / f"run-{i}").mkdir()
+            stack = make_stack(broker, trained, workdir / f"run-{i}", deadline_ms=100)
             started = time.perf_counter()
             with stack:
                 first, again = asyncio.run(_probe(stack, started))
-            log(f"{kind} run {i + 1}: ready {first:.1f} s, answering again {again:.1f} s after a SIGKILL of the core")
+            log(f"run {i + 1}: ready {first:.1f} s, answering again {again:.1f} s after a SIGKILL of the core")
             ready.append(first)
             restart.append(again)
-    finally:
-        broker.stop()
-    return {"broker": kind, "ready": ready, "restart": restart}
+    return {"ready": ready, "restart": restart}
 
 
-def render(results: list[dict], command: str) -> str:
+def render(result: dict, command: str) -> str:
     def cell(values: list[float]) -> str:
         return f"{statistics.median(values):.1f} / {max(values):.1f}"
 
     return "\n".join([
         START, f"### Start-up and restart — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-        f"- machine: {e2e._machine()}", f"- git commit: `{e2e._commit()}`", f"- command: `{command}`",
+        f"- machine: {e2e._machine()}", f"- broker: {e2e.BROKER}", f"- git commit: `{e2e._commit()}`",
+        f"- command: `{command}`",
         "- demo pipeline (core + two model-group workers), a fresh one per run; see `benchmarks/startup.py`", "",
-        "| broker | runs | ready after start: median / max s | answering again after a SIGKILL of the core: median / max s |",
-        "|---|---:|---:|---:|",
-        *(f"| {r['broker']} | {len(r['ready'])} | {cell(r['ready'])} | {cell(r['restart'])} |" for r in results),
+        "| runs | ready after start: median / max s | answering again after a SIGKILL of the core: median / max s |",
+        "|---:|---:|---:|",
+        f"| {len(result['ready'])} | {cell(result['ready'])} | {cell(result['restart'])} |",
         "", END])
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", default="embedded,kafka", help="comma-separated: embedded, kafka")
-    parser.add_argument("--runs", type=int, default=3, help="fresh pipelines per broker")
+    parser.add_argument("--runs", type=int, default=3, help="fresh pipelines")
     parser.add_argument("--out", default=str(e2e.ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rdv-startup-") as tmp:
-        results = [run_broker(kind, args.runs, Path(tmp)) for kind in args.broker.split(",")]
+        result = run(args.runs, Path(tmp))
     command = "python -m benchmarks.startup " + " ".join(argv if argv is not None else sys.argv[1:])
-    e2e.write(Path(args.out), render(results, command.strip()), START, END)
+    e2e.write(Path(args.out), render(result, command.strip()), START, END)
     print(f"wrote {args.out}")
 
 

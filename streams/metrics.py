@@ -168,7 +168,6 @@ class LagMonitor:
                         wanted = [TopicPartition(t, p) for t in topics for p in partitions.get(t, ())]
                         if not wanted:
                             continue
-                        # partitions named: Tansu answers "all of the group's" with a response aiokafka cannot parse
                         committed = await admin.list_consumer_group_offsets(group, partitions=wanted)
                         end = await ends.end_offsets(wanted)
                         for tp in wanted:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 __all__ = ["Settings", "NoBrokerError", "kafka_bootstrap", "kafka_security", "use_security"]
@@ -15,8 +15,8 @@ class NoBrokerError(RuntimeError):
     def __init__(self, command: str) -> None:
         super().__init__(
             f"`rendezvous {command}` needs a Kafka broker: pass --broker kafka://HOST:PORT or set "
-            f"RDV_BROKER. For a local one run `rendezvous broker` (embedded) or `make kafka` (Apache Kafka) "
-            f"in another terminal, or use `rendezvous up`, which starts an embedded broker itself."
+            f"RDV_BROKER. For a local one run `rendezvous broker` (Apache Kafka, embedded) in another "
+            f"terminal, or use `rendezvous up`, which starts the embedded broker itself."
         )
 
 
@@ -25,15 +25,15 @@ class Settings:
     """Every knob, each read from ``RDV_<NAME upper-cased>``."""
 
     broker: str | None = None            # kafka://host:port; None = none given
-    broker_kind: str = "kafka"           # kafka | embedded: picks the defaults of the five below
     data_dir: Path = Path("data")        # archive, models, reports
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
-    fetch_max_wait_ms: int | None = None  # consumer fetch wait: Kafka 2, embedded 10 (Tansu waits it out every time)
-    fetch_min_bytes: int | None = None   # Kafka holds a fetch until this much data or the wait: Kafka 8192, embedded 1
-    linger_ms: float | None = None       # producer linger, batches sends: Kafka 1, embedded 0
-    session_timeout_s: float | None = None  # a silent worker leaves its group after this: Kafka 10, embedded 6
-    producer_idempotence: bool | None = None  # workers' producers: a batch retried after a broker crash is written
-                                          # once, not twice: Kafka on, embedded off (Tansu refuses InitProducerId)
+    # measured (BENCHMARKS.md, issue 6): fewer, fuller fetches and 1 ms of linger took the maximum
+    # sustained rate from 700 to 1,000+ requests/s
+    fetch_max_wait_ms: int = 2           # consumer fetch wait …
+    fetch_min_bytes: int = 8192          # … unless this much data is there sooner
+    linger_ms: float = 1.0               # producer linger, batches sends
+    session_timeout_s: float = 10.0      # a silent worker leaves its group after this
+    producer_idempotence: bool = True    # workers' producers: a batch retried after a broker crash is written once
     rebalance_timeout_s: float = 3.0     # group join time on a fresh group
     batch_max: int = 256                 # model micro-batch size
     batch_within_ms: float = 2.0         # longest a model waits to fill a micro-batch
@@ -58,24 +58,6 @@ class Settings:
     ssl_certfile: str = ""               # client certificate (mutual TLS) …
     ssl_keyfile: str = ""                # … and its key
     log_level: str = "warning"
-
-    def __post_init__(self) -> None:
-        # measured (BENCHMARKS.md, issue 6): on Kafka fewer, fuller fetches and 1 ms of linger took
-        # the maximum sustained rate from 700 to 1,000+ requests/s; on Tansu the same cost latency.
-        # Tansu answers a JoinGroup after half the session timeout: 6 s joins in 3 s, not 5
-        # (heartbeats go every second)
-        if self.broker_kind not in TUNING:
-            raise ValueError(f"RDV_BROKER_KIND={self.broker_kind!r}: expected one of {sorted(TUNING)}")
-        for name, value in TUNING[self.broker_kind].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-
-    def for_broker(self, url: str, kind: str, environ: dict | None = None) -> "Settings":
-        """These settings pointed at a broker of ``kind``: its defaults for every knob the
-        environment does not set."""
-        env = os.environ if environ is None else environ
-        tuned = {k: v for k, v in TUNING[kind].items() if env.get(f"RDV_{k.upper()}") in (None, "")}
-        return replace(self, broker=url, broker_kind=kind, **tuned)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, **overrides) -> "Settings":
@@ -146,14 +128,7 @@ def kafka_security() -> dict:
     return (_ACTIVE[0] if _ACTIVE else Settings.from_env()).kafka_security()
 
 
-TUNING = {  # broker kind -> defaults of the latency/throughput knobs, the session timeout, idempotence
-    "kafka": {"fetch_max_wait_ms": 2, "fetch_min_bytes": 8192, "linger_ms": 1.0, "session_timeout_s": 10.0,
-              "producer_idempotence": True},
-    "embedded": {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0.0, "session_timeout_s": 6.0,
-                 "producer_idempotence": False},
-}
-_TYPES = {"broker": str, "fetch_max_wait_ms": int, "fetch_min_bytes": int, "linger_ms": float,
-          "session_timeout_s": float, "producer_idempotence": bool}
+_TYPES = {"broker": str}
 
 
 def _convert(name: str, raw: str, kind: type):

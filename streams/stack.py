@@ -10,28 +10,34 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipelines.spec import PipelineSpec
-from streams.brokers import BrokerProcess, EmbeddedBroker, free_port
+from streams.broker import KafkaBroker, free_port, port_or_free
 from streams.settings import Settings, use_security
-from streams.topics import ensure_topics
+from streams.topics import delete_pipeline, ensure_topics
 from tables.registry import live_pipeline
 
-__all__ = ["Stack"]
+__all__ = ["EMBEDDED_PORT", "Stack"]
+
+EMBEDDED_PORT = 9092  # the embedded broker's port when free (Kafka's own default), else any free one
 
 
 class Stack:
     """Broker + core worker + one worker per model group; ``start()`` / ``stop()``."""
 
-    def __init__(self, spec: PipelineSpec, settings: Settings, log_dir: Path | None = None) -> None:
+    def __init__(self, spec: PipelineSpec, settings: Settings, log_dir: Path | None = None, fresh: bool = False) -> None:
+        """``fresh``: delete whatever the broker holds of the pipeline first (its topics, hence its
+        registry, mailboxes and offsets) — the demo does, on the embedded broker."""
         self.spec = spec
+        self.fresh = fresh
         self.live: PipelineSpec | None = None  # the registry's view once started
-        self.broker: BrokerProcess | None = None
-        if not settings.broker:
-            self.broker = EmbeddedBroker()
-            settings = self.broker.configure(settings)
+        self.broker: KafkaBroker | None = None
+        if not settings.broker:  # the embedded broker: its log in the data directory, kept across runs
+            home = settings.data_dir / "broker"
+            self.broker = KafkaBroker(port_or_free(EMBEDDED_PORT), data_dir=home, log_path=home / "broker.log")
+            settings = replace(settings, broker=self.broker.url)
         self.settings = settings
         use_security(settings)  # this process's clients (topics, registry seed, probes) reach the broker alike
         self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
@@ -48,6 +54,8 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.broker is not None:
             self.broker.start()
+        if self.fresh:
+            asyncio.run(delete_pipeline(self.settings.bootstrap, self.spec.name))
         asyncio.run(ensure_topics(self.settings.bootstrap, self.spec.name, self.spec.partitions))
         # seed the registry once here, so the workers do not all race to do it
         self.live = asyncio.run(live_pipeline(self.spec, self.settings.bootstrap, self.settings.data_dir))

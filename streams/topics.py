@@ -1,6 +1,6 @@
 """The pipeline's topics, created explicitly with one partition count (co-partitioned by request_id).
 
-Never leave a topic to broker auto-creation: Tansu would give it its own default partition
+Never leave a topic to broker auto-creation: the broker would give it its own default partition
 count, and a table fed by it would crash-loop with ``PartitionsMismatch``.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from streams.settings import kafka_security
 
-__all__ = ["PipelineTopics", "TopicMismatch", "ensure_topics"]
+__all__ = ["PipelineTopics", "TopicMismatch", "delete_pipeline", "ensure_topics"]
 
 ROLES = ("requests", "scores", "results", "feedback", "examples", "control", "quality", "alerts", "dlq")
 TABLES = ("mailboxes", "scorestate")  # the core app's changelog-backed tables
@@ -68,6 +68,28 @@ async def ensure_topics(bootstrap: str, pipeline: str, partitions: int, replicat
             await admin.create_topics(new)
         await _wait_for_leaders(admin, names)
         return missing
+    finally:
+        await admin.close()
+
+
+async def delete_pipeline(bootstrap: str, pipeline: str, timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic of ``pipeline`` (its own, its workers' changelogs and Faust's internal ones)
+    and wait until they are gone; Kafka drops the consumer groups' offsets of deleted topics with them.
+    The demo starts from nothing this way on a broker that keeps its log."""
+    topics = PipelineTopics(pipeline)
+    admin = AIOKafkaAdminClient(**kafka_security(), bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        prefixes = (f"{pipeline}.", f"{topics.app_id('core')}-", f"{topics.app_id('group:')}")  # rdv-P-core-…, rdv-P-group-…
+        mine = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        if mine:
+            await admin.delete_topics(mine)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while set(mine) & set(await admin.list_topics()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TopicMismatch(f"topics of {pipeline} still exist {timeout_s:.0f} s after their deletion")
+            await asyncio.sleep(0.1)
+        return mine
     finally:
         await admin.close()
 

@@ -1,8 +1,8 @@
 """A Faust transport (URL scheme ``rdv://``) that is aiokafka with these corrections.
 
-1. Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. Kafka answers a fetch as
-   soon as data arrives, but the embedded Tansu broker waits the full time, so every hop
-   would cost 0.5–1.5 s. This consumer passes ``app.rdv_fetch_max_wait_ms`` instead.
+1. Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500`` and ``fetch_min_bytes=1``.
+   This consumer passes ``app.rdv_fetch_max_wait_ms`` and ``app.rdv_fetch_min_bytes``: fewer,
+   fuller fetches under load (``RDV_FETCH_*``, measured in BENCHMARKS.md).
 2. While a worker stops or rebalances, Faust suspends its flow control, and a stream that
    pulls a message then *skips* it — and acknowledges it as if processed (faust/streams.py,
    ``_c_aiter``: ``do_ack or value is skipped_value``). The consumer then commits past a
@@ -39,8 +39,8 @@
 5. Faust's producer is idempotent only inside transactions. Without it, a batch the broker wrote
    but could not acknowledge before it crashed is written again when the producer retries: a
    request got a second Result when the broker was SIGKILLed under load (tests/reliability).
-   This producer is idempotent when ``app.rdv_idempotence`` is set (``RDV_PRODUCER_IDEMPOTENCE``;
-   on Apache Kafka by default — Tansu refuses InitProducerId).
+   This producer is idempotent when ``app.rdv_idempotence`` is set (``RDV_PRODUCER_IDEMPOTENCE``,
+   on by default).
 
 Registered in the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own
 plug-in point.
@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka.errors import UnknownError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.consumer import ensure_TP
 
@@ -144,16 +143,6 @@ class Producer(faust_aiokafka.Producer):
         if getattr(self.app, "rdv_idempotence", False):
             extra.update(acks="all", enable_idempotence=True)
         return extra
-
-    async def on_start(self) -> None:
-        try:
-            await super().on_start()
-        except UnknownError as exc:  # what Tansu answers to InitProducerId
-            if not getattr(self.app, "rdv_idempotence", False):
-                raise
-            raise RuntimeError("the broker refused an idempotent producer (InitProducerId): the embedded Tansu "
-                               "broker has none. Set RDV_BROKER_KIND=embedded for it (`rendezvous broker` prints "
-                               "that), or RDV_PRODUCER_IDEMPOTENCE=0") from exc
 
 
 class Transport(faust_aiokafka.Transport):

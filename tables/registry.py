@@ -38,8 +38,7 @@ class RegistryView:
         self._task: asyncio.Task | None = None
 
     async def start(self, follow: bool = True, timeout_s: float = 30.0) -> dict[str, dict]:
-        # 100 ms: changes are rare; a shorter wait only makes every idle worker poll the broker
-        # more often (Tansu answers an empty fetch after the full wait, Kafka too)
+        # 100 ms: changes are rare; a shorter wait only makes every idle worker poll the broker more often
         self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                          fetch_max_wait_ms=100, auto_offset_reset="earliest")
         await self.consumer.start()

@@ -1,4 +1,4 @@
-"""Shared fixtures: real brokers (embedded Tansu, Apache Kafka 4.x) and trained demo models."""
+"""Shared fixtures: one real broker (Apache Kafka, the embedded one) and trained demo models."""
 
 from __future__ import annotations
 
@@ -7,38 +7,26 @@ import shutil
 
 import pytest
 
-from streams.brokers import EmbeddedBroker, KafkaBroker
-
-BROKERS = ["embedded", "kafka"]
+from streams.broker import KafkaBroker
 
 
-def _kafka_available() -> str | None:
-    missing = [tool for tool in ("java", "mvn") if not shutil.which(tool)]
-    return f"{' and '.join(missing)} not on PATH" if missing else None
-
-
-@pytest.fixture(scope="session")
-def embedded_broker():
-    with EmbeddedBroker() as broker:
-        yield broker
+def require(tool: str, why: str) -> str:
+    """``tool``'s path; without it the test fails where every tool must be there (CI sets
+    RDV_REQUIRE_ALL), else it is skipped, loudly."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    if os.environ.get("RDV_REQUIRE_ALL"):
+        pytest.fail(f"{tool} is required here (RDV_REQUIRE_ALL is set: .ci/run installs it): {why}")
+    pytest.skip(f"!!! SKIPPED: {tool} not on PATH ({why}) !!!")
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory):
-    why = _kafka_available()
-    if why:
-        if os.environ.get("RDV_REQUIRE_KAFKA"):
-            pytest.fail(f"Apache Kafka tests are required here (RDV_REQUIRE_KAFKA) but {why}")
-        pytest.skip(f"!!! APACHE KAFKA TESTS SKIPPED: {why}; install Java 17 and Maven to run them !!!")
-    broker = KafkaBroker(log_dir=tmp_path_factory.mktemp("kafka"), log_path=None)
-    with broker:
+def broker(tmp_path_factory):
+    """The embedded Apache Kafka broker, once per session (every pipeline gets its own topics)."""
+    home = tmp_path_factory.mktemp("kafka")
+    with KafkaBroker(data_dir=home, log_path=home / "broker.log") as broker:
         yield broker
-
-
-@pytest.fixture(scope="session", params=BROKERS)
-def broker(request):
-    """Each integration test runs once per real broker."""
-    return request.getfixturevalue(f"{request.param}_broker")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import yaml
 
 from pipelines.spec import load_spec
 from pipelines.train import agrawal_rows
-from streams.brokers import free_port
+from streams.broker import free_port
 from streams.client import PipelineClient
 from streams.settings import Settings
 from streams.stack import Stack
@@ -39,8 +39,7 @@ def make_stack(broker, trained, tmp_path, deadline_ms: int = 150, spec: dict | N
     path.write_text(yaml.safe_dump(data))
     # Only the log level comes from the environment (RDV_LOG_LEVEL=info to debug a test).
     env = {k: v for k, v in os.environ.items() if k == "RDV_LOG_LEVEL"}
-    settings = Settings.from_env(env, data_dir=tmp_path / "data", web_port=free_port(), **overrides)
-    settings = settings.for_broker(broker.url, broker.kind, env)
+    settings = Settings.from_env(env, broker=broker.url, data_dir=tmp_path / "data", web_port=free_port(), **overrides)
     return Stack(load_spec(path), settings)
 
 
@@ -82,12 +81,10 @@ async def diagnose_lost(stack: Stack, lost: list[str]) -> str:
     found, ends = await _scan(bootstrap, topic, stack.spec.partitions, lost)
     answered, _ = await _scan(bootstrap, f"{stack.spec.name}.results", stack.spec.partitions, lost)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
     try:
-        await admin.start()
         committed = await admin.list_consumer_group_offsets(f"rdv-{stack.spec.name}-core")
         offsets = {f"{tp.topic}/{tp.partition}": meta.offset for tp, meta in committed.items() if tp.topic == topic}
-    except Exception as exc:  # Tansu answers this admin call with bytes aiokafka cannot parse
-        offsets = f"(unavailable: {type(exc).__name__})"
     finally:
         await admin.close()
     return (f"on {topic} at (partition, offset): {found}; log ends {dict((t.partition, o) for t, o in ends.items())}; "

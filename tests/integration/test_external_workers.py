@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tables.archive import read_scores
+from tests.conftest import require
 from tests.integration.conftest import make_stack, ready_client, rows
 from tests.integration.test_lifecycle import _wait, cli
 
@@ -21,12 +21,8 @@ JAVA, NODE = ROOT / "examples" / "java-worker", ROOT / "examples" / "node-worker
 
 
 def _require(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        message = f"{' and '.join(missing)} not installed: the external-worker tests cannot run"
-        if os.environ.get("RDV_REQUIRE_KAFKA"):
-            pytest.fail(message + " (RDV_REQUIRE_KAFKA is set: CI must have them)")
-        pytest.skip("SKIPPED LOUDLY: " + message)
+    for tool in tools:
+        require(tool, "the external-worker tests build and run the example workers")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Feedback on real brokers: the join, the score state, the bandit, fallback alerts, River learning and its checkpoints."""
+"""Feedback on the real broker: the join, the score state, the bandit, fallback alerts, River learning and its checkpoints."""
 
 from __future__ import annotations
 
@@ -180,16 +180,14 @@ def stack_versions(stack, name: str) -> list[dict]:
 
 
 def test_feedback__sigkill_of_the_core__score_state_and_mailboxes_recover_each_label_counted_once(
-        kafka_broker, trained, tmp_path, run):
+        broker, trained, tmp_path, run):
     """The core is SIGKILLed once it committed 200 labels: the score-state table and the mailboxes
     come back from their changelogs alone — every label counted exactly once, the accuracy as it
     was, the bandit started from the restored rewards. Afterwards a label sent again is refused
     (the recovered mailbox says it was received) and labels for requests answered before the kill
     still join — and a second SIGKILL while those labels are in flight, before their commit, still
 counts each exactly once (the replay orders themselves are unit-tested in tests/agents)."""
-    # Apache Kafka only: Tansu's end offsets count a batch as one record, so Faust's table
-    # recovery misses the tail of a changelog batch there (see test_tansu_end_offsets_count_every_record)
-    stack = make_stack(kafka_broker, trained, tmp_path, deadline_ms=1000,
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=1000,
                        spec={"policy": {"name": "bandit", "algorithm": "epsilon_greedy", "seed": 1}})
     models = ("xgb", "lr", "canary")
     feedback_topic, group = f"{stack.spec.name}.feedback", f"rdv-{stack.spec.name}-core"

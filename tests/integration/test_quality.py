@@ -1,9 +1,8 @@
-"""The quality worker on real brokers: windows validated against the training profile, bad values
+"""The quality worker on the real broker: windows validated against the training profile, bad values
 and unlike requests alerted, and the HTML report rendered in headless Chromium."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pipelines.train import AGRAWAL_FEATURES, agrawal_rows
 from tables.quality import read_quality
 from tables.registry import read_registry
 from tables.results import read_records
+from tests.conftest import require
 from tests.integration.conftest import make_stack, ready_client, rows
 from tests.integration.test_feedback import _until
 from tests.integration.test_lifecycle import cli
@@ -23,17 +23,12 @@ pytestmark = pytest.mark.integration
 
 
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("RDV_REQUIRE_KAFKA"):  # CI installs everything: missing here is a failure
-        pytest.fail("chromium is required here (CI) to render the report; `apt-get install chromium`")
-    pytest.skip("!!! REPORT RENDERING SKIPPED: no chromium on this machine; `apt-get install chromium` !!!")
+    return shutil.which("chromium-browser") or require("chromium", "renders the HTML report; apt-get install chromium")
 
 
 def test_quality__windows_are_validated_bad_values_alerted_and_the_report_renders(broker, trained, tmp_path, run):
     directory, _ = trained
-    browser = chromium() if broker.__class__.__name__ == "EmbeddedBroker" else None  # render once
+    browser = chromium()
     stack = make_stack(broker, trained, tmp_path, deadline_ms=1000, archive_flush_s=0.5,
                        spec={"quality": {"window_rows": 300, "window_s": 2, "min_rows": 50, "auto_retrain": True}})
     name, data_dir = stack.spec.name, stack.settings.data_dir

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def rest_stack(embedded_broker, trained, tmp_path_factory):
-    stack = make_stack(embedded_broker, trained, tmp_path_factory.mktemp("rest"), deadline_ms=2000)
+def rest_stack(broker, trained, tmp_path_factory):
+    stack = make_stack(broker, trained, tmp_path_factory.mktemp("rest"), deadline_ms=2000)
     with stack:
         async def ready():
             client = await ready_client(stack)
@@ -70,11 +70,11 @@ def test_rest_api__openapi_names_every_route_and_predict_validates_features(rest
     assert first.status_code == 200 and again.status_code == 409 and "already used" in again.json()["error"]
 
 
-def test_rest_api__tokens_bind_callers_to_tenants(embedded_broker, trained, tmp_path, run):
+def test_rest_api__tokens_bind_callers_to_tenants(broker, trained, tmp_path, run):
     from streams.auth import hash_token
 
     acme, beta = "rdv_acme_secret", "rdv_beta_secret"
-    stack = make_stack(embedded_broker, trained, tmp_path, spec={"tenants": ["acme"]},
+    stack = make_stack(broker, trained, tmp_path, spec={"tenants": ["acme"]},
                        tokens=f"acme:{hash_token(acme)},beta:{hash_token(beta)}")
     base = f"http://127.0.0.1:{stack.settings.web_port}"
     predict, models = f"{base}/v1/{stack.spec.name}/predict", f"{base}/v1/{stack.spec.name}/models"

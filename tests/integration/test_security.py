@@ -9,9 +9,8 @@ import asyncio
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.brokers import KafkaBroker
+from streams.broker import KafkaBroker
 from streams.settings import Settings, use_security
-from tests.conftest import _kafka_available
 from tests.integration.certs import make_certificates
 from tests.integration.conftest import all_answered, make_stack, ready_client, rows
 
@@ -27,10 +26,7 @@ def certificates(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def secure_kafka(tmp_path_factory, certificates):
-    why = _kafka_available()
-    if why:
-        pytest.skip(f"!!! APACHE KAFKA (SASL_SSL) TEST SKIPPED: {why}; install Java 17 and Maven to run it !!!")
-    with KafkaBroker(log_dir=tmp_path_factory.mktemp("kafka-secure"), scram_users={"rdv": "rdv-secret"},
+    with KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka-secure"), scram_users={"rdv": "rdv-secret"},
                      tls=certificates.broker) as broker:
         yield broker
 

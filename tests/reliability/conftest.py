@@ -1,3 +1,3 @@
-"""The reliability suite uses the integration suite's fixtures (real brokers, trained models)."""
+"""The reliability suite uses the integration suite's fixtures (the broker, trained models)."""
 
 from tests.integration.conftest import run  # noqa: F401  (a fixture)

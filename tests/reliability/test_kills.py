@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.faults import Fault, run_faults
-from streams.brokers import KafkaBroker
+from streams.broker import KafkaBroker
 from tests.integration.conftest import make_stack
 
 pytestmark = pytest.mark.integration
@@ -33,8 +33,8 @@ def _check(report) -> None:
     assert all(f.recovered_s is not None for f in report.faults), "no Result after a fault for a request sent after it"
 
 
-def test_kills__sigkill_model_workers_and_core_under_load_one_result_each(kafka_broker, trained, tmp_path, run):
-    stack = make_stack(kafka_broker, trained, tmp_path, deadline_ms=1000)
+def test_kills__sigkill_model_workers_and_core_under_load_one_result_each(broker, trained, tmp_path, run):
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=1000)
     faults = [Fault.sigkill("group:boosted"), Fault.sigkill("core"), Fault.sigkill("group:linear"), Fault.sigkill("core")]
     with stack:
         report = run(run_faults(stack, faults, rate=RATE, seconds=SECONDS))
@@ -45,7 +45,7 @@ def test_kills__sigkill_model_workers_and_core_under_load_one_result_each(kafka_
 def test_kills__a_second_core_worker_joins_the_broker_is_sigkilled_the_worker_leaves_one_result_each(
         trained, tmp_path, run):
     # its own broker: the session's is shared with the other tests
-    with KafkaBroker(log_dir=tmp_path / "kafka", log_path=tmp_path / "kafka.log") as broker:
+    with KafkaBroker(data_dir=tmp_path / "kafka", log_path=tmp_path / "kafka.log") as broker:
         stack = make_stack(broker, trained, tmp_path, deadline_ms=1000)
         faults = [Fault.start("core#2"), Fault.broker(broker), Fault.stop("core#2")]
         with stack:

@@ -9,23 +9,23 @@ from benchmarks import e2e
 pytestmark = pytest.mark.integration
 
 
-def test_benchmark_harness__tiny_run_writes_its_table(tmp_path):
+def test_benchmark_harness__tiny_run_writes_its_table(broker, tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# Benchmarks\n\nhand-written notes stay\n")
-    e2e.main(["--broker", "embedded", "--rates", "50", "--duration-s", "1", "--groups", "1", "--warmup-s", "1",
+    e2e.main(["--broker", broker.url, "--rates", "50", "--duration-s", "1", "--groups", "1", "--warmup-s", "1",
               "--out", str(out)])
     text = out.read_text()
     assert "hand-written notes stay" in text
-    assert "**embedded broker, xgb + lr + canary (1 model-group worker)**" in text
+    assert "**xgb + lr + canary (1 model-group worker)**" in text and e2e.BROKER in text
     assert "| 50 |" in text and e2e.END in text
 
 
-def test_compare_harness__tiny_run_writes_three_systems_ratios_and_a_plot(tmp_path):
+def test_compare_harness__tiny_run_writes_three_systems_ratios_and_a_plot(broker, tmp_path):
     from benchmarks import compare
 
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# Benchmarks\n\nhand-written notes stay\n")
-    compare.main(["--broker", "embedded", "--rates", "20", "--duration-s", "1", "--warmup-s", "1", "--refine", "0",
+    compare.main(["--broker", broker.url, "--rates", "20", "--duration-s", "1", "--warmup-s", "1", "--refine", "0",
                   "--flood", "200", "--peer-workers", "1", "--out", str(out)])
     text = out.read_text()
     assert "hand-written notes stay" in text and compare.START in text and compare.END in text
@@ -75,7 +75,6 @@ def test_startup_report_renders_median_and_max_per_broker():
     """The start-up benchmark's table (its runs start whole pipelines: `make bench`)."""
     from benchmarks import startup
 
-    text = startup.render([{"broker": "embedded", "ready": [10.4, 9.4, 10.0], "restart": [7.8, 8.5, 7.7]}],
-                          "python -m benchmarks.startup")
+    text = startup.render({"ready": [10.4, 9.4, 10.0], "restart": [7.8, 8.5, 7.7]}, "python -m benchmarks.startup")
     assert text.startswith(startup.START) and text.endswith(startup.END)
-    assert "| embedded | 3 | 10.0 / 10.4 | 7.8 / 8.5 |" in text
+    assert "| 3 | 10.0 / 10.4 | 7.8 / 8.5 |" in text

@@ -46,13 +46,6 @@ def test_topics__changelog_names_match_what_faust_derives(tmp_path):
     assert derived == set(PipelineTopics("loans").changelogs())  # ensure_topics creates every one of them
 
 
-def test_brokers__kraft_cluster_ids_never_start_with_a_dash():
-    from streams.brokers import _cluster_id
-
-    ids = [_cluster_id() for _ in range(2000)]  # ~1 in 64 random ids would start with '-'
-    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
-
-
 def test_settings__every_setting_survives_the_trip_to_a_worker_process():
     from dataclasses import asdict
 
@@ -61,20 +54,14 @@ def test_settings__every_setting_survives_the_trip_to_a_worker_process():
     assert Settings.from_env(env) == settings
 
 
-def test_settings__fetch_linger_session_and_idempotence_defaults_follow_the_broker_kind_unless_set():
-    kafka = Settings.from_env({})
-    assert (kafka.fetch_max_wait_ms, kafka.fetch_min_bytes, kafka.linger_ms, kafka.session_timeout_s) == (2, 8192, 1.0, 10.0)
-    embedded = Settings.from_env({"RDV_BROKER_KIND": "embedded"})
-    assert (embedded.fetch_max_wait_ms, embedded.fetch_min_bytes, embedded.linger_ms,
-            embedded.session_timeout_s) == (10, 1, 0.0, 6.0)
-    assert kafka.producer_idempotence is True and embedded.producer_idempotence is False
-    assert Settings.from_env({"RDV_PRODUCER_IDEMPOTENCE": "0"}).producer_idempotence is False
-    moved = kafka.for_broker("kafka://h:1", "embedded", {"RDV_LINGER_MS": "3"})
-    assert (moved.broker, moved.broker_kind, moved.fetch_min_bytes, moved.session_timeout_s) == (
-        "kafka://h:1", "embedded", 1, 6.0)
-    assert moved.linger_ms == 1.0  # set in the environment: the kind's default does not replace it
-    with pytest.raises(ValueError, match="RDV_BROKER_KIND"):
-        Settings.from_env({"RDV_BROKER_KIND": "redpanda"})
+def test_settings__fetch_linger_session_and_idempotence_defaults_unless_set():
+    defaults = Settings.from_env({})
+    assert (defaults.fetch_max_wait_ms, defaults.fetch_min_bytes, defaults.linger_ms, defaults.session_timeout_s,
+            defaults.producer_idempotence) == (2, 8192, 1.0, 10.0, True)
+    tuned = Settings.from_env({"RDV_PRODUCER_IDEMPOTENCE": "0", "RDV_FETCH_MIN_BYTES": "1", "RDV_LINGER_MS": "0.5"})
+    assert (tuned.producer_idempotence, tuned.fetch_min_bytes, tuned.linger_ms) == (False, 1, 0.5)
+    with pytest.raises(ValueError, match="RDV_FETCH_MIN_BYTES"):
+        Settings.from_env({"RDV_FETCH_MIN_BYTES": "lots"})
 
 
 def test_settings__broker_security_for_aiokafka_and_faust():

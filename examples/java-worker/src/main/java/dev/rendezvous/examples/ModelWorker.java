@@ -71,8 +71,8 @@ public final class ModelWorker {
     Properties p = new Properties();
     p.put("bootstrap.servers", bootstrap);
     p.put("acks", "all");
+    p.put("enable.idempotence", "true"); // a batch retried after a broker crash is written once
     p.put("linger.ms", "0");
-    p.put("enable.idempotence", "false"); // the embedded broker (Tansu) has no idempotent producer
     p.put("key.serializer", ByteArraySerializer.class.getName());
     p.put("value.serializer", ByteArraySerializer.class.getName());
 
