@@ -216,7 +216,7 @@ async def _probe(stack) -> None:
 
 @main.command()
 @click.option("--requests", "n_requests", type=int, default=5000, show_default=True, help="How many requests to measure.")
-@click.option("--rate", type=float, default=None, help="Requests per second (default 500: the highest rate that held "
+@click.option("--rate", type=float, default=None, help="Requests per second (default 100: the highest rate that held "
               "0 timeouts and p99 within the deadline on a 2-core machine, BENCHMARKS.md).")
 @click.option("--deadline-ms", type=int, default=100, show_default=True, help="The pipeline's deadline.")
 @click.option("--warmup-s", type=float, default=10.0, show_default=True,

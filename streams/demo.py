@@ -18,6 +18,7 @@ from rich.table import Table
 
 from pipelines.spec import load_spec
 from pipelines.train import agrawal_rows, train_demo_models
+from streams.app import tune_gc
 from streams.client import PipelineClient
 from streams.settings import Settings
 from streams.stack import Stack
@@ -25,7 +26,7 @@ from tables.quality import read_quality
 
 __all__ = ["DEFAULT_RATE", "percentile", "run_demo"]
 
-DEFAULT_RATE = 500.0  # requests/s: the highest rate that held 0 timeouts and p99 ≤ 100 ms here (BENCHMARKS.md)
+DEFAULT_RATE = 100.0  # requests/s: the highest rate that held 0 timeouts and p99 ≤ 100 ms here (BENCHMARKS.md, "The demo's rate")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -49,9 +50,10 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int,
         features = list(dict.fromkeys(f for m in spec.models for f in m.features))
         profile_training_data(spec.name, settings.data_dir / "demo" / "models" / "training.csv", features, settings.data_dir)
     stack = Stack(spec, settings, fresh=embedded)
-    with console.status(f"starting {'the embedded broker and ' if embedded else ''}{len(stack.roles)} workers …"):
-        stack.start()
+    tune_gc()  # this process is the load generator too: a full collection of all it imported paused it >100 ms
     try:
+        with console.status(f"starting {'the embedded broker and ' if embedded else ''}{len(stack.roles)} workers …"):
+            stack.start()
         table, complete = asyncio.run(_stream(stack, spec, n_requests, rate, warmup_s, console))
     finally:
         with console.status("stopping …"):
@@ -64,8 +66,7 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int,
 async def _stream(stack: Stack, spec, n: int, rate: float, warmup_s: float, console: Console) -> tuple[Table, bool]:
     warm_rows = [x for x, _ in agrawal_rows(int(rate * warmup_s), seed=2023)]
     data = list(agrawal_rows(n, seed=2024))
-    async with PipelineClient(stack.settings.bootstrap, spec.name, stack.settings.encoding, watch_scores=True,
-                              tuning=stack.settings) as client:
+    async with PipelineClient(stack.settings.bootstrap, spec.name, stack.settings.encoding, tuning=stack.settings) as client:
         with console.status("waiting until every worker has joined and every model answered a probe …"):
             await stack.wait_ready(client)
         warm = await _load(client, warm_rows, rate, console, "warming up")
@@ -133,15 +134,12 @@ def _summary(spec, client: PipelineClient, warm: list[str], ids: list[str], miss
         table.add_row(f"end-to-end latency p{q}", f"{percentile(latencies, q):.1f} ms")
     table.add_row("end-to-end latency max", f"{max(latencies, default=float('nan')):.1f} ms")
     answered_by = Counter(r["model_id"] for r in results if r["model_id"])
-    scores = client.received.scores
-    for model in spec.models:
-        agree = [s[model.id]["prediction"] == s["canary"]["prediction"]
-                 for s in (scores.get(i, {}) for i in ids) if model.id in s and "canary" in s]
-        share = f"{100 * sum(agree) / len(agree):.1f}%" if agree else "n/a"
-        accuracy = state.get(model.id, {}).get("accuracy")
+    for model in spec.models:  # agreement and accuracy: the core's score state (recent windows), not the client's
+        agree, accuracy = state.get(model.id, {}).get("agreement_canary"), state.get(model.id, {}).get("accuracy")
         table.add_row(f"answers by {model.id} ({model.role})",
-                      f"{answered_by[model.id]:,}  ·  agrees with canary {share}  ·  recent accuracy on feedback "
-                      + (f"{100 * accuracy:.1f}%" if accuracy is not None else "n/a"))
+                      f"{answered_by[model.id]:,}  ·  "
+                      + ("the baseline" if model.role == "canary" else "agrees with canary " + _share(agree))
+                      + "  ·  recent accuracy on feedback " + _share(accuracy))
     if not quality.empty:
         table.add_row("quality windows checked (GX ok · decay verdicts)",
                       f"{len(quality)}  ({int(quality['gx_success'].sum())} ok · {int(quality['decay'].sum())} decay)")
@@ -150,16 +148,23 @@ def _summary(spec, client: PipelineClient, warm: list[str], ids: list[str], miss
     return table
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
 def _next_steps(stack: Stack, spec) -> str:
     data = stack.settings.data_dir
-    broker = (f"the embedded broker's log: {stack.broker.data_dir} (kept: `rendezvous up` resumes it)\n"
-              if stack.broker else "")
+    where = "" if str(data) == "data" else f" --data-dir {data}"
+    broker = f"  the embedded broker's log: {stack.broker.data_dir} (kept for `rendezvous up`)\n" if stack.broker else ""
     return (f"\n[bold]Where things are[/bold]\n"
             f"  spec and models: {data / 'demo'}\n"
-            f"  archive, scores, quality windows: {data / spec.name}\n"
+            f"  archive, Scores, quality windows: {data / spec.name}\n"
             f"  worker logs: {stack.log_dir}\n"
-            f"  {broker}"
+            f"{broker}"
             f"[bold]Try next[/bold]\n"
-            f"  rendezvous up                        # this pipeline again, REST on :8080 (curl example in README)\n"
-            f"  rendezvous report --pipeline {spec.name} --data-dir {data}   # an HTML report of this run\n"
-            f"  rendezvous models list --pipeline {spec.name} --broker kafka://127.0.0.1:9092   # while `up` runs\n")
+            f"  rendezvous up{where}\n"
+            f"      this pipeline again, as it was; REST on :8080 (README: a curl and a kcat example)\n"
+            f"  rendezvous report --pipeline {spec.name}{where or ' --data-dir data'}\n"
+            f"      an HTML report of this run\n"
+            f"  rendezvous models list --pipeline {spec.name} --broker RDV_BROKER-that-up-prints\n"
+            f"      the registry, while `up` runs\n")

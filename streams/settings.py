@@ -27,10 +27,12 @@ class Settings:
     broker: str | None = None            # kafka://host:port; None = none given
     data_dir: Path = Path("data")        # archive, models, reports
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
-    # measured (BENCHMARKS.md, issue 6): fewer, fuller fetches and 1 ms of linger took the maximum
-    # sustained rate from 700 to 1,000+ requests/s
-    fetch_max_wait_ms: int = 2           # consumer fetch wait …
-    fetch_min_bytes: int = 8192          # … unless this much data is there sooner
+    # measured (BENCHMARKS.md, "One broker"): a fetch answers as soon as a byte is there, and an idle
+    # one waits 100 ms. A 2 ms wait for 8 KiB (issue 6) made every consumer poll 500 times a second:
+    # an idle pipeline took 44% of a core in the broker and 22% in each worker, and at 100-200
+    # requests/s the latency was higher, not lower
+    fetch_max_wait_ms: int = 100         # an idle consumer's fetch waits this long for data …
+    fetch_min_bytes: int = 1             # … and returns as soon as this much is there
     linger_ms: float = 1.0               # producer linger, batches sends
     session_timeout_s: float = 10.0      # a silent worker leaves its group after this
     producer_idempotence: bool = True    # workers' producers: a batch retried after a broker crash is written once

@@ -51,16 +51,22 @@ class Stack:
         return ["core"] + [f"group:{g}" for g in groups] + (["quality"] if profiled else [])
 
     def start(self) -> "Stack":
+        """Broker, topics, registry, workers; whatever started is stopped again if a step fails (the
+        broker runs in a session of its own: a failed start must not leave it holding its log)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        if self.broker is not None:
-            self.broker.start()
-        if self.fresh:
-            asyncio.run(delete_pipeline(self.settings.bootstrap, self.spec.name))
-        asyncio.run(ensure_topics(self.settings.bootstrap, self.spec.name, self.spec.partitions))
-        # seed the registry once here, so the workers do not all race to do it
-        self.live = asyncio.run(live_pipeline(self.spec, self.settings.bootstrap, self.settings.data_dir))
-        for role in self.roles:
-            self.start_worker(role)
+        try:
+            if self.broker is not None:
+                self.broker.start()
+            if self.fresh:
+                asyncio.run(delete_pipeline(self.settings.bootstrap, self.spec.name))
+            asyncio.run(ensure_topics(self.settings.bootstrap, self.spec.name, self.spec.partitions))
+            # seed the registry once here, so the workers do not all race to do it
+            self.live = asyncio.run(live_pipeline(self.spec, self.settings.bootstrap, self.settings.data_dir))
+            for role in self.roles:
+                self.start_worker(role)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_worker(self, role: str) -> subprocess.Popen:
@@ -122,11 +128,7 @@ class Stack:
             self.broker.stop()
 
     def __enter__(self) -> "Stack":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
+        return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()

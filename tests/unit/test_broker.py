@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import JarError, JavaError, KafkaBroker, free_port
+from streams.broker import JarError, JavaError, free_port
 from streams.broker.java import MIN_JAVA, find_java
 from streams.broker.jars import KAFKA_VERSION, Jar, cache_dir, ensure_jars, read_lock
 

@@ -57,9 +57,9 @@ def test_settings__every_setting_survives_the_trip_to_a_worker_process():
 def test_settings__fetch_linger_session_and_idempotence_defaults_unless_set():
     defaults = Settings.from_env({})
     assert (defaults.fetch_max_wait_ms, defaults.fetch_min_bytes, defaults.linger_ms, defaults.session_timeout_s,
-            defaults.producer_idempotence) == (2, 8192, 1.0, 10.0, True)
-    tuned = Settings.from_env({"RDV_PRODUCER_IDEMPOTENCE": "0", "RDV_FETCH_MIN_BYTES": "1", "RDV_LINGER_MS": "0.5"})
-    assert (tuned.producer_idempotence, tuned.fetch_min_bytes, tuned.linger_ms) == (False, 1, 0.5)
+            defaults.producer_idempotence) == (100, 1, 1.0, 10.0, True)
+    tuned = Settings.from_env({"RDV_PRODUCER_IDEMPOTENCE": "0", "RDV_FETCH_MIN_BYTES": "8192", "RDV_LINGER_MS": "0.5"})
+    assert (tuned.producer_idempotence, tuned.fetch_min_bytes, tuned.linger_ms) == (False, 8192, 0.5)
     with pytest.raises(ValueError, match="RDV_FETCH_MIN_BYTES"):
         Settings.from_env({"RDV_FETCH_MIN_BYTES": "lots"})
 
