@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.faults
 	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.startup
+	$(BIN)/python -m benchmarks.broker
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
