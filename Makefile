@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/rendezvous demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)

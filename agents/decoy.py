@@ -20,19 +20,17 @@ from __future__ import annotations
 import asyncio
 import time
 
-import faust
-
-from pipelines.spec import PipelineSpec
-from streams.settings import Settings
-from streams.topics import PipelineTopics
+from agents.worker import Worker
 from tables.archive import ParquetArchive
 
 __all__ = ["register"]
 
 
-def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics) -> ParquetArchive:
+def register(w: Worker) -> ParquetArchive:
+    """The archive, flushed on a timer and spooled before every commit; the rendezvous agent adds
+    every request to it (:func:`archive_request`)."""
+    app, spec, settings = w.app, w.spec, w.settings
     archive = ParquetArchive(settings.data_dir / spec.name / "archive", settings.archive_flush_rows)
-    app.rdv_archive = archive
 
     @app.timer(settings.archive_flush_s, name=f"{spec.name}-decoy-flush")
     async def flush():
@@ -47,12 +45,12 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
     async def _final_flush(app, **kwargs):
         archive.flush()
 
-    def spool():  # the rows are taken now, with the other snapshots (streams/transport.write_state)
+    def spool():  # the rows are taken now, with the other snapshots (streams/kafka/transport.py)
         return asyncio.to_thread(archive.spool, archive.take())
 
     # before Faust commits the offsets of archived requests, their rows are on disk (a SIGKILL
     # once lost the last seconds of the archive: tests/reliability/test_kills.py)
-    app.rdv_before_commit.append(spool)
+    app.before_commit.append(spool)
 
     return archive
 

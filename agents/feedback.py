@@ -5,8 +5,8 @@ requests, so the worker owning a request's mailbox receives its feedback). Each 
 joined with the request exactly as the models saw it, every model's recorded score and the
 answer returned (all three in the request's mailbox), then
 
-* updates the per-model score state (``tables/scorestate.py``; written to its changelog-backed
-  table on a schedule),
+* updates the per-model score state (``pipelines/scorebook.py``; written to its changelog-backed
+  table before every offset commit: ``tables/scorestate.py``),
 * gives the policy its delayed reward (a bandit learns which model to answer with),
 * lets the fallback rule compare every model's recent accuracy with the canary's,
 * publishes the labelled example to ``{p}.examples`` for online learners (``agents/learner.py``).
@@ -20,16 +20,12 @@ from __future__ import annotations
 import logging
 import time
 
-import faust
-
-from agents.dlq import dead_letter
-from agents.rendezvous import Rendezvous
-from pipelines.spec import PipelineSpec
-from schemas.codec import DecodeError, codec_for
-from streams.settings import Settings
-from streams.topics import PipelineTopics
+from agents.dlq import DeadLetters
+from agents.worker import Worker
 from pipelines.registry import promote
-from tables.registry import publish_events
+from pipelines.rendezvous import Rendezvous
+from schemas.codec import DecodeError, codec_for
+from tables.registry import RegistryView, publish_events
 from tables.scorestate import TableScoreStore
 
 __all__ = ["register"]
@@ -37,11 +33,11 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics, server: Rendezvous) -> None:
-    feedback = app.topic(topics.feedback, key_serializer="raw", value_serializer="raw")
-    examples = app.topic(topics.examples, key_serializer="raw", value_serializer="raw")
-    alerts = app.topic(topics.alerts, key_serializer="raw", value_serializer="raw")
-    dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
+def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
+    """``server``: the rendezvous engine holding the mailboxes; ``registry``: the view it follows."""
+    app, spec, settings, topics = w.app, w.spec, w.settings, w.topics
+    feedback, examples, alerts = w.raw_topic(topics.feedback), w.raw_topic(topics.examples), w.raw_topic(topics.alerts)
+    dead_letters = DeadLetters(w)
     table = app.Table(topics.table("scorestate"), partitions=spec.partitions)
     store = TableScoreStore(server.book, table)
     feedback_codec = codec_for("Feedback")
@@ -55,14 +51,14 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                 record = feedback_codec.decode(message.value, message.key)
                 example, refused = server.on_feedback(record, message.partition)
             except DecodeError as exc:
-                await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
+                await dead_letters.send(event, exc.reason, exc.stage)
                 continue
             except Exception as exc:  # never drop an event silently
                 log.exception("feedback failed on %s@%s", message.topic, message.offset)
-                await dead_letter(dlq, spec.name, event, f"{type(exc).__name__}: {exc}", "feedback")
+                await dead_letters.send(event, f"{type(exc).__name__}: {exc}", "feedback")
                 continue
             if refused:
-                await dead_letter(dlq, spec.name, event, refused, "join")
+                await dead_letters.send(event, refused, "join")
             elif example is not None:
                 await examples.send(key=message.key, value=example_codec.encode_as(example, settings.encoding),
                                     partition=message.partition)
@@ -86,21 +82,21 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         while server.promotions:
             found = server.promotions.pop(0)
             model_id = found["model_id"]
-            current = app.rdv_registry.state.get(model_id, {})
+            current = registry.state.get(model_id, {})
             if current.get("role") != "shadow":
                 continue
             why = (f"{model_id} beat the champion {found['champion']} on live feedback: right alone "
                    f"{found['candidate_only']} times vs {found['champion_only']} (McNemar one-sided p = "
                    f"{found['p_value']:.4f}, rule: confidence {found['confidence']})")
-            events = promote(app.rdv_registry.state, model_id, by="auto-promote", checks=why)
-            await publish_events(settings.bootstrap, topics.control, events, settings.encoding)
+            events = promote(registry.state, model_id, by="auto-promote", checks=why)
+            await publish_events(w.kafka, topics.control, events, settings.encoding)
             server.alerts.append({"kind": "promoted", "model_id": model_id, "cause": "auto-promote", "reason": why,
                                   "figures": {k: float(found[k]) for k in ("p_value", "champion_only", "candidate_only")}})
             log.warning("auto-promote: %s", why)
 
     # taken at the same instant as the mailboxes (their "received" flags): a label redelivered
     # after a crash is either counted in both or in neither
-    app.rdv_before_commit.append(store.before_commit)
+    app.before_commit.append(store.before_commit)
 
     @table.on_recover
     async def restore():

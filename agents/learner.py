@@ -17,50 +17,29 @@ own partitions and overwrite each other's checkpoints.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import faust
-
-from agents.model_runner import ModelGroup
+from agents.worker import Worker
 from pipelines.flavours.river import RiverModel
-from pipelines.registry import ArtifactStore, checkpoint, to_model_spec
-from pipelines.spec import PipelineSpec
+from pipelines.jobs.checkpoint import checkpoint_learners
+from pipelines.scoring import ModelGroup
 from schemas.codec import DecodeError, codec_for
-from streams.settings import Settings
-from streams.topics import PipelineTopics
-from tables.registry import RegistryView, publish_events
+from tables.registry import RegistryView
 
-__all__ = ["register", "save_checkpoints"]
+__all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
-async def save_checkpoints(runner: ModelGroup, view: RegistryView, store: ArtifactStore, bootstrap: str,
-                           topic: str, by: str) -> list[dict]:
-    """A new registry version of every River model that learned since its last checkpoint."""
-    events = []
-    for model in [m for m in runner.models if isinstance(m, RiverModel) and m.learned]:
-        data = model.dump()  # on the loop: no learn_one runs in between
-        sha = await asyncio.to_thread(store.put_bytes, data, model.spec.id)
-        accuracy = model.metric.get()
-        metrics = {"examples_learned": float(model.learned),
-                   ("progressive_accuracy" if model.classifier else "progressive_mae"): float(accuracy)}
-        (record,) = checkpoint(view.state, model.spec.id, sha, by=by, metrics=metrics)
-        store.record(record)
-        model.spec = to_model_spec(record, store)  # so the group does not reload what it wrote
-        model.learned = 0
-        events.append(record)
-    if events:
-        await publish_events(bootstrap, topic, events)
-    return events
-
-
-def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics, group: str,
-             runner: ModelGroup, view: RegistryView) -> None:
-    examples = app.topic(topics.examples, key_serializer="raw", value_serializer="raw")
-    store = ArtifactStore(settings.data_dir / "registry")
+def register(w: Worker, group: str, runner: ModelGroup, view: RegistryView) -> None:
+    """``runner``: the group's models (``agents/model_runner.py``); ``view``: the registry it follows."""
+    app, spec, topics = w.app, w.spec, w.topics
+    examples = w.raw_topic(topics.examples)
     codec = codec_for("Example")
+
+    async def save_checkpoints() -> list[dict]:
+        learners = [m for m in runner.models if isinstance(m, RiverModel)]
+        return await checkpoint_learners(learners, view.state, w.artifacts, w.kafka, topics.control, f"learner:{group}")
 
     @app.agent(examples, name=f"{spec.name}-learn-{group}")
     async def learn(stream):
@@ -83,13 +62,13 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
 
     @app.timer(spec.checkpoint_s, name=f"{spec.name}-checkpoint-{group}")
     async def save():
-        for record in await save_checkpoints(runner, view, store, settings.bootstrap, topics.control, f"learner:{group}"):
+        for record in await save_checkpoints():
             log.info("learner %s: %s checkpointed as version %s (%s)", group, record["model_id"],
                      record["model_version"], record["metrics"])
 
     @app.on_before_shutdown.connect
     async def _last_checkpoint(app, **kwargs):
         try:
-            await save_checkpoints(runner, view, store, settings.bootstrap, topics.control, f"learner:{group}")
+            await save_checkpoints()
         except Exception:
             log.exception("learner %s: the last checkpoint failed; learning since the previous one is lost", group)

@@ -12,8 +12,8 @@ Each window — ``window_rows`` requests or ``window_s`` seconds of arrivals, wh
 — is checked in a thread by :class:`features.quality.QualityMonitor` (GX suite, drift per
 feature, share of requests unlike the training population, model-decay alerts seen on
 ``{p}.alerts``); the result goes to ``{p}.quality`` and the quality table; failed expectations
-and a decay verdict are Alerts. With ``quality.auto_retrain`` a decay verdict runs ``rendezvous
-retrain`` for the champion. The reference profile is ``DATA_DIR/<p>/profiles/current``
+and a decay verdict are Alerts. With ``quality.auto_retrain`` a decay verdict retrains the
+champion (``pipelines/jobs/lifecycle.py``, as ``rendezvous retrain`` does). The reference profile is ``DATA_DIR/<p>/profiles/current``
 (``rendezvous profile``); without one the worker waits for it. Archive files already checked
 are listed in ``DATA_DIR/<p>/quality/checked.txt``, so a restart does not check them again.
 """
@@ -25,18 +25,19 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from features.profile import current_profile
+from pipelines.jobs.lifecycle import Lifecycle, LifecycleError
 from pipelines.spec import PipelineSpec
 from schemas.codec import DecodeError, codec_for
-from streams.settings import Settings, kafka_security
-from streams.topics import PipelineTopics
+from streams.kafka.clients import Kafka
+from streams.kafka.settings import Settings
+from streams.kafka.topics import PipelineTopics
 from tables.quality import QualityTable
 
 __all__ = ["QualityWorker", "idle_priority", "run"]
@@ -70,9 +71,9 @@ class QualityWorker:
         self.seen = set(self.checked.read_text().split()) if self.checked.exists() else set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        bootstrap = self.settings.bootstrap
-        self.producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-        self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=1000)
+        kafka = Kafka(self.settings)
+        self.producer = kafka.producer(acks="all", linger_ms=0)
+        self.consumer = kafka.consumer(enable_auto_commit=False, fetch_max_wait_ms=1000)
         await self.producer.start()
         await self.consumer.start()
         try:
@@ -168,26 +169,26 @@ class QualityWorker:
                                           key=self.spec.name.encode())
 
     async def _maybe_retrain(self) -> None:
+        """On decay: a new version of the champion from the archive and feedback, a shadow that
+        promotes itself once it beats the champion on live feedback (``Lifecycle.retrain``)."""
         if not self.rules.auto_retrain or time.time() - self.retrained_at < self.rules.retrain_cooldown_s:
             return
-        from tables.registry import read_registry
-
         self.retrained_at = time.time()
-        registry = await read_registry(self.settings.bootstrap, self.topics.control)
+        lifecycle = Lifecycle(self.spec.name, self.settings, by="quality")
+        registry = await lifecycle.state()
         champion = next((e["model_id"] for e in registry.values() if e["role"] == "champion"), None)
         if champion is None or registry[champion]["flavour"] not in ("sklearn", "xgboost"):
             log.warning("quality: decay, but the champion %s cannot be retrained in batch", champion)
             return
-        env = {**os.environ, "RDV_BROKER": self.settings.broker or "", "RDV_DATA_DIR": str(self.settings.data_dir)}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streams.cli", "retrain", "--pipeline", self.spec.name, "--model", champion,
-            "--auto-promote", "0.95", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await process.communicate()
-        text = out.decode(errors="replace").strip()
-        if process.returncode:  # e.g. too few labelled requests yet: try again in a minute, not a cooldown later
+        try:
+            done = await lifecycle.retrain(champion, confidence=0.95)
+        except LifecycleError as exc:  # e.g. too few labelled requests yet: try again in a minute, not a cooldown later
             self.retrained_at = time.time() - self.rules.retrain_cooldown_s + 60
-        (log.warning if process.returncode == 0 else log.error)(
-            "quality: decay triggered `rendezvous retrain --model %s`: %s", champion, text[-800:])
+            log.error("quality: decay, but retraining %s was refused: %s", champion, exc)
+            return
+        log.warning("quality: decay: %s retrained as %s (held-out %.4f, the champion's %s); it is promoted once it "
+                    "beats the champion on live feedback", champion, done.record["model_id"], done.metrics["holdout"],
+                    done.metrics.get("champion_holdout", "-"))
 
 
 def _archived(files: list[Path]) -> pd.DataFrame:

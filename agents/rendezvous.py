@@ -1,390 +1,60 @@
-"""The rendezvous server: a mailbox per request, the policy, and exactly one Result each.
+"""The rendezvous agent: Faust wiring of the engine (``pipelines/rendezvous.py``).
 
-One agent consumes ``{p}.requests`` and ``{p}.scores`` (co-partitioned by request_id): a
-request opens its mailbox and starts its deadline clock; scores (single Scores from any
-language, ScoreBatches from our model groups) are filed into it. After each event the pure
-policy decides; the moment it is satisfied the Result goes out and the mailbox is closed —
-in a changelog-backed table, so closed stays closed across restarts and late scores are
-only counted. A timer fires deadlines, closing due mailboxes outside any event.
+One agent consumes ``{p}.requests`` and ``{p}.scores`` (co-partitioned by request_id): each
+request is archived by the decoy, then opened at the engine; scores are archived for replay and
+filed. Results go straight to the producer, and the engine writes each closed mailbox once its
+Result is out (``confirm``), through the mailboxes' table (``tables/mailboxes.py``), before
+every offset commit. A timer fires deadlines; on every assignment, Results already on
+``{p}.results`` are read back so a replayed request is never answered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
-from collections import Counter
 from typing import Callable
 
-import faust
-
 from agents.decoy import archive_request
-from agents.dlq import dead_letter
-from features.decay import ErrorDrift
-from pipelines.fallback import Fallback
-from pipelines.policies import Decision, policy_for
-from pipelines.registry import ArtifactStore, live_spec
-from pipelines.retrain import beats
+from agents.dlq import DeadLetters
+from agents.worker import Worker
+from pipelines.mailbox import is_open
+from pipelines.rendezvous import Rendezvous, wall_clock_ms
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAGIC, DecodeError, codec_for, decode_scores
-from streams.metrics import PipelineMetrics
-from streams.settings import Settings
-from streams.topics import PipelineTopics
-from tables.mailboxes import (DictStore, TableStore, close_mailbox, file_score, is_open, new_mailbox,
-                              open_mailbox, result_record, score_views)
-from tables.archive import ScoreArchive
+from tables.archive import ParquetArchive, ScoreArchive
+from tables.mailboxes import TableStore
 from tables.registry import RegistryView
 from tables.results import read_answered
-from tables.scorestate import ScoreBook
 
-__all__ = ["Rendezvous", "register"]
+__all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
-def wall_clock_ms() -> float:
-    return time.time() * 1000.0
-
-
-class Rendezvous:
-    """The decisions of the rendezvous over a mailbox mapping; no Faust inside.
-
-    Every method returns the Results to publish as ``(request_id, partition, record)``.
-    A decided mailbox is closed in memory at once (no second decision), but written to the
-    changelog as closed only by :meth:`confirm`, after its Result went to the producer: a
-    worker stopped in between then re-decides the request instead of never answering it.
-    ``clock`` gives milliseconds and is injected in tests.
-    """
-
-    def __init__(self, spec: PipelineSpec, mailboxes: DictStore, clock: Callable[[], float] = wall_clock_ms,
-                 miss_limit: int = 3, orphan_grace_ms: float = 2000.0, metrics: PipelineMetrics | None = None) -> None:
-        self.spec = spec
-        self.metrics = metrics or PipelineMetrics(spec.name)
-        self.mailboxes = mailboxes
-        self.clock = clock
-        self.book = ScoreBook(spec.task, spec.fallback.window)
-        self.fallback = Fallback(spec.fallback, miss_limit)
-        self.decay = ErrorDrift()  # River's ADWIN and Page-Hinkley on every model's errors
-        self.policy = self._policy(spec)
-        self.alerts: list[dict] = []  # fallback switches to publish on {p}.alerts
-        self.examples: list[dict] = []  # labelled examples joined outside the feedback agent, to publish
-        self.paired: dict[tuple[str, str], list[int]] = {}  # (candidate, champion) -> [champion only right, candidate only]
-        self.promotions: list[dict] = []  # candidates that beat the champion (their auto-promotion rule)
-        self.stats: Counter = Counter()
-        self.late: Counter = Counter()
-        self.answered: dict[str, float] = {}  # answered before this worker had the partition
-        self.assigned: set[int] | None = None  # the partitions this worker holds (None: before the first assignment)
-        self._deadlines: list[tuple[float, str]] = []
-        self.orphan_grace_ms = orphan_grace_ms
-        self._orphans: list[tuple[float, str]] = []
-        self._expiry: list[tuple[float, str]] = []  # (when a closed mailbox may be forgotten, request id)
-
-    def _policy(self, spec: PipelineSpec):
-        return policy_for(spec.policy, spec.ranking, self.book.accuracy, spec.task, spec.fallback.min_labels)
-
-    @property
-    def canary(self) -> str | None:
-        return next((m.id for m in self.spec.models if m.role == "canary"), None)
-
-    def update(self, spec: PipelineSpec) -> None:
-        """The registry changed: the policy follows the new roles and preference order at once
-        (keeping what it learned: a bandit's arms are the new ranking, its rewards stay)."""
-        same = spec.policy == self.spec.policy and spec.task == self.spec.task
-        self.spec = spec
-        if same:
-            self.policy.ranking = spec.ranking
-        else:
-            self.policy = self._policy(spec)
-
-    def assign(self, partitions) -> tuple[list[int], int]:
-        """A rebalance gave this worker ``partitions``. The mailboxes and score rows of partitions it
-        held before and not now leave its memory: the worker holding them recovers them from the
-        changelogs (written when they were revoked). (Lost partitions, mailboxes dropped.)"""
-        held, self.assigned = self.assigned, set(partitions)
-        lost = sorted(held - self.assigned) if held is not None else []
-        gone = [rid for rid, box in list(self.mailboxes.items()) if box["partition"] in lost] if lost else []
-        for rid in gone:
-            self.mailboxes.discard(rid)
-        self.book.drop(lost)
-        return lost, len(gone)
-
-    def holds(self, partition: int) -> bool:
-        """Is ``partition`` this worker's (not a standby copy)? True before the first assignment."""
-        return self.assigned is None or partition in self.assigned
-
-    def remember_answered(self, answered: dict[str, float]) -> None:
-        """Requests that already have a Result on the results topic: never answer them again."""
-        self.answered.update(answered)
-
-    def forget_answered(self, before_ms: float) -> None:
-        self.answered = {rid: at for rid, at in self.answered.items() if at >= before_ms}
-
-    def on_request(self, request: dict, partition: int, encoding: str | None = None) -> list[tuple]:
-        """``encoding`` is how the request came (json | avro): its Result is answered alike."""
-        rid = request["request_id"]
-        box = self.mailboxes.get(rid) or new_mailbox(partition)
-        if box["opened_at"] is not None or rid in self.answered:
-            self.stats["duplicate_requests"] += 1
-            self.metrics.request(duplicate=True)
-            if box["opened_at"] is None:  # answered before a crash that lost its mailbox: keep it for feedback
-                open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
-                box["done"], box["sent"] = "answered", True
-                self.mailboxes.save(rid, box, final=True)
-                heapq.heappush(self._expiry, (box["opened_at"] + self.spec.feedback_ttl_s * 1000.0, rid))
-                parked = box.pop("parked", None)
-                if parked:  # its label came first: join it now
-                    example, _ = self.on_feedback(parked, partition)
-                    if example is not None:
-                        self.examples.append(example)
-            return []
-        self.stats["requests"] += 1
-        self.metrics.request()
-        open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
-        box["meta"]["encoding"] = encoding
-        box["meta"]["ranking"] = list(self.policy.order(request["features"], self.fallback.set_aside))
-        aside = [f"{m} ({'; '.join(self.fallback.reasons[m].values())})" for m in self.policy.ranking
-                 if m in self.fallback.set_aside]
-        if aside:
-            box["meta"]["aside"] = aside
-        out = self._decide(rid, box)
-        if not out:
-            heapq.heappush(self._deadlines, (box["deadline_at"], rid))
-        self.mailboxes.save(rid, box)  # answered at once: confirm() marks it final when the Result is out
-        return out
-
-    def on_score(self, score: dict, partition: int) -> list[tuple]:
-        return self.on_scores([score], partition)
-
-    def on_scores(self, scores: list[dict], partition: int) -> list[tuple]:
-        """Scores that arrived together (a model group's ScoreBatch): all are filed, then each
-        request they touch is decided once — the policy sees everything that arrived at that instant."""
-        touched: dict[str, dict] = {}
-        for score in scores:
-            box = self._file(score, partition)
-            if box is not None and box["opened_at"] is not None:
-                touched[score["request_id"]] = box
-        out = []
-        for rid, box in touched.items():
-            out += self._decide(rid, box)
-        return out
-
-    def _file(self, score: dict, partition: int) -> dict | None:
-        """File one score; the mailbox if it is still to be decided."""
-        rid, model_id = score["request_id"], score["model_id"]
-        self.alerts += self.fallback.scored(model_id, score["status"])
-        box = self.mailboxes.get(rid)
-        if box is None:
-            box = new_mailbox(partition)
-            # if the request itself never shows up, its scores answer it (see due())
-            heapq.heappush(self._orphans, (self.clock() + self.orphan_grace_ms, rid))
-        late = box["done"] is not None or rid in self.answered
-        self.metrics.scored(score, late)
-        if late:
-            self.late[model_id] += 1
-            self.book.scored(partition, {**score, "status": "late"})
-            if box["done"] is not None or rid in self.answered:  # its feedback still counts for this model
-                file_score(box, score)
-                if box.get("labelled"):  # a replay after a crash: the label came first (rows count it once)
-                    self.book.labelled(partition, box["label"], {model_id: box["scores"][model_id]}, None, request_id=rid)
-                self.mailboxes.save(rid, box, final=bool(box.get("sent")))
-            return None
-        self.book.scored(partition, score)
-        file_score(box, score)
-        self.mailboxes.save(rid, box)  # the scores an offset commit covers are in the changelog
-        return box
-
-    def due(self) -> list[tuple]:
-        """Decide every mailbox whose deadline passed, and every orphan.
-
-        An orphan is a mailbox with scores whose request did not arrive within
-        ``orphan_grace_ms`` of its first score: the models saw the request but this worker did
-        not (Faust can drop a message for one agent of a worker while it rebalances, and then
-        delivers it again only after a restart). It is answered from its scores at once,
-        with the pipeline's deadline counted from its first score — late, but answered.
-        """
-        now = self.clock()
-        out = []
-        while self._orphans and self._orphans[0][0] <= now:
-            _, rid = heapq.heappop(self._orphans)
-            box = self.mailboxes.get(rid)
-            if box is None or box["opened_at"] is not None or box["done"] is not None or rid in self.answered:
-                continue
-            self.stats["orphans"] += 1
-            open_mailbox(box, {}, now - self.orphan_grace_ms, self.spec.deadline_ms)
-            box["meta"]["orphan"] = True
-            self.mailboxes.save(rid, box)
-            decided = self._decide(rid, box, now)
-            if not decided:  # a deadline longer than the grace: wait for the rest of it
-                heapq.heappush(self._deadlines, (box["deadline_at"], rid))
-            out += decided
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, rid = heapq.heappop(self._deadlines)
-            box = self.mailboxes.get(rid)
-            if is_open(box) and rid not in self.answered:
-                out += self._decide(rid, box, now)
-        return out
-
-    def on_feedback(self, feedback: dict, partition: int, features: dict | None = None) -> tuple[dict | None, str | None]:
-        """A label for an answered request: (labelled example for online learners, or why it is refused).
-
-        Joins the label with every score the request got and the answer returned; updates the
-        score state, the policy (a bandit's delayed reward) and the fallback rule. ``features``:
-        the request as the models saw it; by default the mailbox's copy (``None`` for an orphan).
-        """
-        rid = feedback["request_id"]
-        box = self.mailboxes.get(rid)
-        if (box is None or box["opened_at"] is None) and rid in self.answered and not (box or {}).get("parked"):
-            # a replay after a crash: the label overtook its request, which is on its way again
-            box = box or new_mailbox(partition)
-            box["parked"] = {"request_id": rid, "label": feedback["label"], "observed_at": feedback.get("observed_at")}
-            self.mailboxes.save(rid, box)
-            heapq.heappush(self._expiry, (self.clock() + self.spec.feedback_ttl_s * 1000.0, rid))
-            self.stats["feedback_parked"] += 1
-            return None, None
-        if box is None or box["opened_at"] is None:
-            self.stats["feedback_unknown"] += 1
-            self.metrics.feedback("unknown")
-            return None, (f"feedback for unknown request {rid!r}: no request with this id was seen on this "
-                          f"partition in the last {self.spec.feedback_ttl_s} s (feedback_ttl_s)")
-        age_s = (self.clock() - box["opened_at"]) / 1000.0
-        if age_s > self.spec.feedback_ttl_s:
-            self.stats["feedback_expired"] += 1
-            self.metrics.feedback("expired")
-            return None, f"feedback for expired request {rid!r}: it arrived {age_s:.0f} s after the request; feedback_ttl_s is {self.spec.feedback_ttl_s}"
-        if box.get("labelled"):
-            self.stats["feedback_duplicate"] += 1
-            self.metrics.feedback("duplicate")
-            # a crash may have written the mailbox's flag but not every score row: complete them (idempotent)
-            self.book.labelled(partition, box.get("label", feedback["label"]), box["scores"], box.get("chosen"),
-                               self.canary, rid)
-            return None, f"feedback for request {rid!r} was already received; the first label counts"
-        box["labelled"], box["label"] = True, feedback["label"]  # durable before the feedback's offset is committed
-        self.mailboxes.save(rid, box, final=box["done"] is not None)
-        features = box.get("features") if features is None else features
-        self.stats["feedback"] += 1
-        self.metrics.feedback("joined")
-        label = feedback["label"]
-        rewards = self.book.labelled(partition, label, box["scores"], box.get("chosen"), self.canary, rid)
-        ranking = box["meta"].get("ranking")
-        if ranking and box.get("chosen") and features is not None:
-            self.policy.learn(ranking, features, rewards)
-        self.alerts += self.fallback.judge(self.book.accuracy(), self.canary)
-        for model_id, reward in rewards.items():  # 1/0 right/wrong, or minus the absolute error
-            self.alerts += self.decay.update(model_id, 1.0 - reward if self.spec.task == "classification" else -reward)
-        self._compare_candidates(rewards)
-        if features is None:
-            return None, None
-        return {"request_id": rid, "features": features, "label": label, "observed_at": feedback.get("observed_at")}, None
-
-    def _compare_candidates(self, rewards: dict[str, float]) -> None:
-        """Paired outcomes of shadows with an auto-promotion rule against the champion (McNemar)."""
-        champion = next((m.id for m in self.spec.models if m.role == "champion"), None)
-        if champion not in rewards:
-            return
-        for model in self.spec.models:
-            if model.auto_promote is None or model.role != "shadow" or model.id not in rewards:
-                continue
-            counts = self.paired.setdefault((model.id, champion), [0, 0])
-            mine, theirs = rewards[model.id] > 0, rewards[champion] > 0
-            if mine != theirs:
-                counts[int(mine)] += 1
-                better, p_value = beats(counts[0], counts[1], model.auto_promote)
-                if better and all(p["model_id"] != model.id for p in self.promotions):
-                    self.promotions.append({"model_id": model.id, "champion": champion, "p_value": p_value,
-                                            "champion_only": counts[0], "candidate_only": counts[1],
-                                            "confidence": model.auto_promote})
-
-    def encoding_of(self, request_id: str, default: str) -> str:
-        box = self.mailboxes.get(request_id)
-        return (box and box["meta"].get("encoding")) or default
-
-    def confirm(self, request_id: str) -> None:
-        """The Result of ``request_id`` went to the producer: write its closed mailbox durably."""
-        box = self.mailboxes.get(request_id)
-        box["sent"] = True
-        self.mailboxes.save(request_id, box, final=True)
-        heapq.heappush(self._expiry, (box["opened_at"] + self.spec.feedback_ttl_s * 1000.0, request_id))
-
-    def expire(self) -> int:
-        """Retention: forget closed mailboxes older than ``feedback_ttl_s`` (their feedback would be
-        refused as expired anyway); how many. Memory and the changelog stay bounded by the rate times
-        the TTL. A request redelivered after that is still caught by the Results read back on assignment."""
-        now, forgotten = self.clock(), 0
-        while self._expiry and self._expiry[0][0] <= now:
-            _, rid = heapq.heappop(self._expiry)
-            box = self.mailboxes.get(rid)
-            if box is not None and (box["done"] is not None or box["opened_at"] is None):
-                self.mailboxes.forget(rid)
-                forgotten += 1
-        self.stats["mailboxes_forgotten"] += forgotten
-        return forgotten
-
-    def recover(self) -> int:
-        """Re-arm the deadlines of open mailboxes and the retention of closed ones (after a
-        restart or a rebalance restored them from the changelog)."""
-        armed = {rid for _, rid in self._deadlines}
-        expiring = {rid for _, rid in self._expiry}
-        missing = []
-        ttl_ms = self.spec.feedback_ttl_s * 1000.0
-        for rid, box in self.mailboxes.items():
-            if not self.holds(box["partition"]):  # a standby copy of another worker's partition
-                continue
-            if is_open(box) and rid not in armed and rid not in self.answered:
-                missing.append((box["deadline_at"], rid))
-            elif box["done"] is not None and rid not in expiring and box["opened_at"] is not None:
-                heapq.heappush(self._expiry, (box["opened_at"] + ttl_ms, rid))
-        for item in missing:
-            heapq.heappush(self._deadlines, item)
-        return len(missing)
-
-    def _decide(self, rid: str, box: dict, now: float | None = None) -> list[tuple]:
-        now = self.clock() if now is None else now
-        decision: Decision | None = self.policy.decide(score_views(box), box["deadline_at"], now, self.fallback.down,
-                                                       box["meta"].get("ranking"))
-        if decision is None:
-            return []
-        if decision.missing:
-            self.metrics.missed(decision.missing)
-            self.alerts += self.fallback.missed(decision.missing)
-        self.stats[f"results_{decision.status}"] += 1
-        record = result_record(rid, box, decision, self.policy.name, now)
-        if box["meta"].get("aside"):
-            record["reason"] += f"; set aside: {', '.join(box['meta']['aside'])}"
-        if box["meta"].get("orphan"):
-            record["reason"] = f"the request never reached the rendezvous, answered from its scores: {record['reason']}"
-        close_mailbox(box, decision)
-        self.metrics.result(record, decision.score.role if decision.score else None)
-        return [(rid, box["partition"], record)]
-
-
-def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics,
-             on_result: Callable[[dict], None] = lambda record: None) -> Rendezvous:
-    inputs = app.topic(topics.requests, topics.scores, key_serializer="raw", value_serializer="raw")
-    dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
+def register(w: Worker, archive: ParquetArchive,
+             on_result: Callable[[dict], None] = lambda record: None) -> tuple[Rendezvous, RegistryView]:
+    """The engine and the registry view it follows (the feedback agent promotes through it).
+    ``archive``: the decoy's; ``on_result``: called with every Result sent (the REST replies)."""
+    app, spec, settings, topics = w.app, w.spec, w.settings, w.topics
+    inputs = w.raw_topic(topics.requests, topics.scores)
+    dead_letters = DeadLetters(w)
     table = app.Table(topics.table("mailboxes"), partitions=spec.partitions)  # JSON keys and values
     store = TableStore(table)
     server = Rendezvous(spec, store, miss_limit=settings.miss_limit, orphan_grace_ms=settings.orphan_grace_ms,
-                        metrics=app.rdv_metrics)
-    artifacts = ArtifactStore(settings.data_dir / "registry")
+                        metrics=w.metrics)
     scores_archive = ScoreArchive(settings.data_dir / spec.name / "scores", settings.archive_flush_rows)
 
-    def follow(state: dict) -> None:
+    def follow(live: PipelineSpec) -> None:
         before = server.policy.ranking
-        server.update(live_spec(spec, state, artifacts))
+        server.update(live)
         if server.policy.ranking != before:
             log.info("rendezvous: ranking is now %s (was %s)", server.policy.ranking, before)
 
-    view = RegistryView(settings.bootstrap, topics.control, on_change=follow)
-    app.rdv_registry = view  # the feedback agent promotes through it
-
-    @app.task
-    async def registry():
-        follow(await view.start())
+    view = w.follow_registry(follow)
 
     @app.on_before_shutdown.connect
-    async def _stop_registry(app, **kwargs):
-        await view.stop()
+    async def _flush_scores(app, **kwargs):
         scores_archive.flush()
 
     @app.timer(settings.archive_flush_s, name=f"{spec.name}-scores-flush")
@@ -396,7 +66,6 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         if settings.archive_retention_s > 0:
             await asyncio.to_thread(scores_archive.prune, settings.archive_retention_s)
 
-    app.rdv_rendezvous = server
     requests_codec, results_codec = codec_for("Request"), codec_for("Result")
 
     async def publish(out: list[tuple]) -> None:
@@ -408,10 +77,8 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             server.confirm(rid)
             on_result(record)
 
-    # every changed mailbox is taken before each commit, with the score state (streams/transport.py)
-    app.rdv_before_commit.append(store.before_commit)
-
-    archive = app.rdv_archive  # the decoy's Parquet archive (agents/decoy.py)
+    # every changed mailbox is taken before each commit, with the score state (streams/kafka/transport.py)
+    app.before_commit.append(store.before_commit)
 
     @app.agent(inputs, name=f"{spec.name}-rendezvous")
     async def rendezvous(stream):
@@ -429,11 +96,11 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                     out = server.on_scores(scores, message.partition)
             except DecodeError as exc:
                 out = []
-                await dead_letter(dlq, spec.name, event, exc.reason, exc.stage)
+                await dead_letters.send(event, exc.reason, exc.stage)
             except Exception as exc:  # never drop an event silently
                 out = []
                 log.exception("rendezvous failed on %s@%s", message.topic, message.offset)
-                await dead_letter(dlq, spec.name, event, f"{type(exc).__name__}: {exc}", "decide")
+                await dead_letters.send(event, f"{type(exc).__name__}: {exc}", "decide")
             await publish(out)
 
     def settled() -> bool:
@@ -453,7 +120,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
         lost, dropped = server.assign(partitions)
         if lost:
             log.info("rendezvous: partitions %s went to another worker; their %d mailboxes left this one", lost, dropped)
-        answered = await read_answered(settings.bootstrap, topics.results, partitions, settings.dedupe_window_s)
+        answered = await read_answered(w.kafka, topics.results, partitions, settings.dedupe_window_s)
         server.remember_answered(answered)
         rescans[0] = 3  # once the tables are recovered: a few passes, not one every second forever (O(mailboxes))
         log.info("rendezvous: %d requests on partitions %s already answered; %d mailboxes in memory, %d open",
@@ -483,4 +150,4 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                  ", ".join(f"{rid} due {at - wall_clock_ms():+.0f} ms" for rid, at in open_boxes[:3]),
                  len(store.pending), dict(server.stats))
 
-    return server
+    return server, view

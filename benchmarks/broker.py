@@ -3,7 +3,7 @@
     python -m benchmarks.broker                                  # every option set, 3 runs each
     python -m benchmarks.broker --sets ours,kafka --runs 3 --rates 100,500 --load-s 20
 
-For each option set (``--sets``; ``ours`` is :data:`streams.broker.kafka.JVM_OPTS`), ``--runs``
+For each option set (``--sets``; ``ours`` is :data:`streams.kafka.broker.kafka.JVM_OPTS`), ``--runs``
 times, on a fresh data directory each (jars already in the cache, as after a first use):
 
 - *first start*: launch → the broker answers a metadata request, on an empty data directory
@@ -38,7 +38,7 @@ from benchmarks.soak import rss_mib
 
 START, END = "<!-- broker:start -->", "<!-- broker:end -->"
 
-SETS = {  # name -> RDV_BROKER_JVM_OPTS (None: ours, streams.broker.kafka.jvm_options)
+SETS = {  # name -> RDV_BROKER_JVM_OPTS (None: ours, streams.kafka.broker.kafka.jvm_options)
     "ours": None,
     "cds": ("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx512m -Djava.awt.headless=true "
             "-XX:SharedArchiveFile={archive} -XX:+AutoCreateSharedArchive"),
@@ -65,9 +65,9 @@ def _timed_start(broker) -> float:
 
 def one_run(opts: str | None, workdir: Path, rates: list[float], warmup_s: float, load_s: float, idle_s: float,
             trained) -> dict:
-    from streams.broker import KafkaBroker
+    from streams.kafka.broker import KafkaBroker
 
-    from streams.broker.jars import KAFKA_VERSION, cache_dir
+    from streams.kafka.broker.jars import KAFKA_VERSION, cache_dir
 
     if opts is None:
         os.environ.pop("RDV_BROKER_JVM_OPTS", None)
@@ -91,11 +91,11 @@ def one_run(opts: str | None, workdir: Path, rates: list[float], warmup_s: float
 
 async def _under_load(broker, workdir: Path, rates: list[float], warmup_s: float, load_s: float, trained) -> dict:
     from pipelines.spec import load_spec
-    from pipelines.train import agrawal_rows
-    from streams.broker import free_port
+    from pipelines.jobs.train import agrawal_rows
+    from streams.kafka.broker import free_port
     from streams.client import PipelineClient
     from streams.demo import percentile
-    from streams.settings import Settings
+    from streams.kafka.settings import Settings
     from streams.stack import Stack
 
     settings = replace(Settings.from_env(), broker=broker.url, data_dir=workdir / "data", web_port=free_port())
@@ -103,7 +103,7 @@ async def _under_load(broker, workdir: Path, rates: list[float], warmup_s: float
     stack = Stack(load_spec(trained), settings)
     await asyncio.to_thread(stack.start)
     try:
-        async with PipelineClient(settings.bootstrap, stack.spec.name, tuning=settings) as client:
+        async with PipelineClient(settings, stack.spec.name, tuning=settings) as client:
             await stack.wait_ready(client)
             warm = await client.run_load(pool[: int(rates[0] * warmup_s)], rates[0])
             await client.wait_results(warm, 30)
@@ -145,7 +145,7 @@ def render(rows: dict[str, list[dict]], args, command: str) -> str:
                      + " | ".join(f"{med(runs, f'cpu@{r:g}', 100, '{:.0f}')} · {med(runs, f'done@{r:g}', fmt='{:.0f}')} · "
                                   f"{med(runs, f'p50@{r:g}')} / {med(runs, f'p99@{r:g}')} · "
                                   f"{sum(x.get(f'timeouts@{r:g}', 0) for x in runs)}" for r in args.rates) + " |")
-    from streams.broker.kafka import JVM_OPTS
+    from streams.kafka.broker.kafka import JVM_OPTS
 
     lines += ["", f"*ours* = `{' '.join(JVM_OPTS)}` (on Java 24+ also `--sun-misc-unsafe-memory-access=allow`).",
               "", END]
@@ -164,8 +164,8 @@ def main(argv=None) -> None:
     parser.add_argument("--idle-s", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=e2e.ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    from pipelines.train import train_demo_models
-    from streams.broker.jars import ensure_jars
+    from pipelines.jobs.train import train_demo_models
+    from streams.kafka.broker.jars import ensure_jars
 
     ensure_jars()
     rows: dict[str, list[dict]] = {}

@@ -33,12 +33,12 @@ from pathlib import Path
 from benchmarks import e2e, rawpipe
 from benchmarks.peer import HttpLoad
 from pipelines.spec import load_spec
-from pipelines.train import agrawal_rows, train_demo_models
+from pipelines.jobs.train import agrawal_rows, train_demo_models
 from streams.app import tune_gc
-from streams.broker import free_port
+from streams.kafka.broker import free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 from streams.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def run_raw(settings: Settings, partitions: int, rates, duration_s, slo_ms, floo
 def run_rendezvous(spec, settings: Settings, rates, duration_s, slo_ms, warmup_s, refine, log) -> dict:
     async def scenario(stack: Stack) -> list[dict]:
         pool = _pool()
-        async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding,
+        async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding,
                                   tuning=stack.settings) as client:  # the knobs the workers and the raw pipe use
             await e2e.warm_up(stack, client, pool, warmup_s)
             return await sweep(lambda rate: e2e.measure_rate(client, pool, rate, duration_s, slo_ms), rates, slo_ms,

@@ -20,11 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipelines.spec import load_spec
-from pipelines.train import agrawal_rows, train_demo_models
-from streams.broker import KafkaBroker, free_port
+from pipelines.jobs.train import agrawal_rows, train_demo_models
+from streams.kafka.broker import KafkaBroker, free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 from streams.stack import Stack
 
 
@@ -35,7 +35,7 @@ def cpu_seconds(pid: int) -> float:
 
 async def measure(stack: Stack, broker, args) -> None:
     pool = [x for x, _ in agrawal_rows(20_000, seed=1)]
-    async with PipelineClient(stack.settings.bootstrap, stack.spec.name) as client:
+    async with PipelineClient(stack.settings, stack.spec.name) as client:
         await stack.wait_ready(client)
         pids = {role: p.pid for role, p in stack.workers.items()}
         pids.update(broker=broker.process.pid, client=os.getpid())

@@ -13,7 +13,7 @@ River's Agrawal loan stream switches its classification function (2 → 0) at ``
 * ``canary`` — a depth-3 decision tree on the old concept (the baseline).
 
 Labels arrive ``--label-delay`` requests after their request. The real rendezvous
-(``agents.rendezvous.Rendezvous``: mailboxes, the policy, score state, fallback) decides every
+(``pipelines.rendezvous.Rendezvous``: mailboxes, the policy, score state, fallback) decides every
 request, and its feedback join feeds the learner exactly as ``agents/learner.py`` does; only
 Kafka is left out, so the run is deterministic (seeded) and takes seconds. Requests are 10 ms
 apart on an injected clock (100 requests/s), which turns counts into seconds.
@@ -137,16 +137,14 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
               seed: int = 7, artifacts: dict | None = None) -> DriftRun:
     from river.datasets import synth
 
-    from agents.rendezvous import Rendezvous
-    import importlib
-
-    from pipelines.flavours import LOADERS
     from pipelines.flavours.base import score_record
-    from tables.mailboxes import DictStore
+    from pipelines.mailbox import DictStore
+    from pipelines.plugins import FLAVOURS, resolve
+    from pipelines.rendezvous import Rendezvous
 
     artifacts = artifacts or train_models()
     spec = _spec(POLICIES[policy], artifacts)
-    models = [importlib.import_module(LOADERS[m.flavour]).load(m, artifacts[m.id]) for m in spec.models]
+    models = [resolve(f"{FLAVOURS[m.flavour].module}:load")(m, artifacts[m.id]) for m in spec.models]
     learner = next(m for m in models if m.spec.id == "learner")
     clock = [0.0]
     server = Rendezvous(spec, DictStore(), clock=lambda: clock[0])
@@ -197,8 +195,8 @@ def run_on_broker(broker: str | None, policy: str = "ucb", requests: int = 8000,
 
     from pipelines.spec import load_spec
     from benchmarks.e2e import running_broker
-    from streams.broker import free_port
-    from streams.settings import Settings
+    from streams.kafka.broker import free_port
+    from streams.kafka.settings import Settings
     from streams.stack import Stack
 
     artifacts = artifacts or train_models()
@@ -233,7 +231,7 @@ async def _stream_on(stack, requests: int, drift_at: int, label_delay: int, rate
                                       synth.Agrawal(classification_function=0, seed=seed + 1),
                                       position=drift_at, width=drift_width(requests, drift_at), seed=seed)
     pairs = [({k: float(x[k]) for k in FEATURES}, int(y)) for x, y in itertools.islice(stream, requests)]
-    async with PipelineClient(settings.bootstrap, stack.spec.name, settings.encoding, watch_scores=True,
+    async with PipelineClient(settings, stack.spec.name, settings.encoding, watch_scores=True,
                               watch_alerts=True) as client:
         await stack.wait_ready(client)
         ids, start = [], time.perf_counter()

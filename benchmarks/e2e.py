@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Iterator
 
 from pipelines.spec import load_spec
-from pipelines.train import agrawal_rows, train_demo_models
-from streams.broker import KAFKA_VERSION, KafkaBroker, free_port
+from pipelines.jobs.train import agrawal_rows, train_demo_models
+from streams.kafka.broker import KAFKA_VERSION, KafkaBroker, free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 from streams.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
                    log) -> list[dict]:
     pool = [x for x, _ in agrawal_rows(20_000, seed=77)]
     rows_out = []
-    async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
+    async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding) as client:
         await warm_up(stack, client, pool, warmup_s)
         for rate in rates:
             row = await measure_rate(client, pool, rate, duration_s, slo_ms)

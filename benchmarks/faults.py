@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipelines.train import agrawal_rows
+from pipelines.jobs.train import agrawal_rows
 from streams.stack import Stack
 from tables.archive import read_archive
 
@@ -99,7 +99,7 @@ class Report:
 async def run_faults(stack: Stack, faults: list[Fault], rate: float, seconds: float, seed: int = 21) -> Report:
     """Send ``rate * seconds`` requests at a steady rate; do the faults evenly spread over the run;
     wait for every Result. (The archive is checked once the workers stopped: Report.check_archive.)"""
-    from tests.integration.conftest import all_answered, ready_client
+    from streams.testing import all_answered, ready_client
 
     client = await ready_client(stack)
     try:
@@ -143,9 +143,9 @@ def scenarios(broker) -> dict[str, list[Fault]]:
 
 
 def run_all(rate: float, seconds: float, names: list[str], tmp: Path, log=print) -> list[tuple[str, Report]]:
-    from pipelines.train import train_demo_models
-    from streams.broker import KafkaBroker
-    from tests.integration.conftest import make_stack
+    from pipelines.jobs.train import train_demo_models
+    from streams.kafka.broker import KafkaBroker
+    from streams.testing import make_stack
 
     trained = tmp / "trained"
     spec = train_demo_models(trained, pipeline="template", n_train=5000)

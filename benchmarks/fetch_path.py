@@ -6,7 +6,7 @@
 Both consumers deliver the same fetched batches (4 partitions of 500 records, as aiokafka hands
 them over) through ``Consumer.getmany``, the loop Faust's fetcher runs for every message. Ours
 adds the copy of the active partitions, the fetch/seek lock and the check that a record was not
-fetched before a seek of its partition (streams/transport.py, 4a and 4b). The broker, the
+fetched before a seek of its partition (streams/kafka/transport.py, 4a and 4b). The broker, the
 decoding and the agents are the same for both and left out: this is the difference alone.
 """
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.demo import percentile
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 
 __all__ = ["create_topics", "measure", "pipe", "topic_names"]
 

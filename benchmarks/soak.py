@@ -53,9 +53,9 @@ async def _mailboxes(port: int, name: str) -> float | None:
 
 
 async def soak(stack, rate: float, seconds: float, log=print) -> list[dict]:
-    from pipelines.train import agrawal_rows
+    from pipelines.jobs.train import agrawal_rows
     from streams.demo import percentile
-    from tests.integration.conftest import ready_client
+    from streams.testing import ready_client
 
     client = await ready_client(stack)
     samples: list[dict] = []
@@ -164,10 +164,10 @@ def render(samples: list[dict], rate: float, ttl_s: float, command: str, png: st
 
 def main(argv=None) -> None:
     from benchmarks import e2e
-    from pipelines.train import train_demo_models
+    from pipelines.jobs.train import train_demo_models
     from streams.app import tune_gc
-    from streams.broker import KafkaBroker
-    from tests.integration.conftest import make_stack
+    from streams.kafka.broker import KafkaBroker
+    from streams.testing import make_stack
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=500.0, help="steady load in requests/s")

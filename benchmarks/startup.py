@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from benchmarks import e2e
-from pipelines.train import train_demo_models
-from streams.broker import KafkaBroker
+from pipelines.jobs.train import train_demo_models
+from streams.kafka.broker import KafkaBroker
 from streams.client import PipelineClient
 from streams.stack import Stack
 
@@ -34,7 +34,7 @@ START, END = "<!-- startup:start -->", "<!-- startup:end -->"
 
 async def _probe(stack: Stack, started: float) -> tuple[float, float]:
     """(seconds from ``started`` until ready, seconds from a SIGKILL of the core until ready again)."""
-    async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
+    async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding) as client:
         await stack.wait_ready(client)
         ready_s = time.perf_counter() - started
         killed = time.perf_counter()
@@ -45,7 +45,7 @@ async def _probe(stack: Stack, started: float) -> tuple[float, float]:
 
 
 def run(runs: int, workdir: Path, log=print) -> dict:
-    from tests.integration.conftest import make_stack  # a fresh pipeline, as benchmarks.faults makes it
+    from streams.testing import make_stack  # a fresh pipeline, as benchmarks.faults makes it
 
     trained = workdir / "trained", train_demo_models(workdir / "trained", pipeline="template", n_train=5000)
     ready, restart = [], []

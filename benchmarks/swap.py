@@ -27,11 +27,11 @@ from pathlib import Path
 from benchmarks.e2e import BROKER, ROOT, _commit, _machine, running_broker
 from pipelines.registry import ArtifactStore, event, promote
 from pipelines.spec import load_spec
-from pipelines.train import agrawal_rows, train_demo_models
-from streams.broker import free_port
+from pipelines.jobs.train import agrawal_rows, train_demo_models
+from streams.kafka.broker import free_port
 from streams.client import PipelineClient
 from streams.demo import percentile
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 from streams.stack import Stack
 from tables.registry import publish_events, read_registry
 
@@ -42,12 +42,12 @@ async def _swaps(stack: Stack, models_dir: Path, swaps: int, rate: float, log) -
     settings, name = stack.settings, stack.spec.name
     control = f"{name}.control"
     pool = [x for x, _ in agrawal_rows(50_000, seed=5)]
-    async with PipelineClient(settings.bootstrap, name, settings.encoding) as client:
+    async with PipelineClient(settings, name, settings.encoding) as client:
         await stack.wait_ready(client)
         store = ArtifactStore(settings.data_dir / "registry")
         sha = store.put(models_dir / "xgb2.ubj")
-        state = await read_registry(settings.bootstrap, control)
-        await publish_events(settings.bootstrap, control, [event(
+        state = await read_registry(settings, control)
+        await publish_events(settings, control, [event(
             name, "xgb2", "1", "register", "shadow", "xgboost", sha256=sha, group="boosted",
             features=state["xgb"]["features"], preference=5, by="benchmark")])
         sent_at: list[tuple[float, str]] = []
@@ -69,7 +69,7 @@ async def _swaps(stack: Stack, models_dir: Path, swaps: int, rate: float, log) -
         champion = "xgb"
         for k in range(swaps + 1):
             target = "xgb2" if champion == "xgb" else "xgb"
-            state = await read_registry(settings.bootstrap, control)
+            state = await read_registry(settings, control)
             through_cli = k == swaps
             t0 = time.perf_counter()
             if through_cli:
@@ -81,7 +81,7 @@ async def _swaps(stack: Stack, models_dir: Path, swaps: int, rate: float, log) -
                 if process.returncode:
                     raise RuntimeError(f"promote failed:\n{out.decode()}")
             else:
-                await publish_events(settings.bootstrap, control, promote(state, target, by="benchmark"))
+                await publish_events(settings, control, promote(state, target, by="benchmark"))
             first = await _first_answer(client, sent_at, t0, target)
             after = [rid for at, rid in sent_at if at >= t0 and rid in client.received.results
                      and client.received.result_at[rid] <= first]

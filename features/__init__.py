@@ -1,5 +1,7 @@
-"""Feature specs and transforms, reference profiles, drift statistics, Great Expectations suites.
+"""Data quality and drift, pure statistics: no Kafka, no Faust.
 
-The foundation scores raw feature maps as the models' specs list them (``features:`` in a
-deployment spec); profiles and drift monitors arrive with the data-quality work.
+``profile`` / ``reference`` (a training set's reference profile and its Great Expectations
+suite), ``drift`` (per-feature drift tests, chosen by sample size, and the share of requests
+unlike the training population), ``quality`` (a window's verdict: GX + drift + decay), ``decay``
+(River's ADWIN and Page-Hinkley on every model's errors, used by the rendezvous engine).
 """

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipelines.flavours.base import sha256_of
-from pipelines.spec import ANSWERING_ROLES, FLAVOURS, ModelSpec, PipelineSpec
+from pipelines.plugins import FLAVOURS
+from pipelines.spec import ANSWERING_ROLES, REGISTRY_ROLES as ROLES, ModelSpec, PipelineSpec
 
 __all__ = ["ArtifactStore", "RegistryError", "apply", "checkpoint", "demote", "event", "live_models", "live_spec",
            "next_version", "promote", "rank", "retire", "to_model_spec", "whoami"]
 
-ROLES = ("champion", "challenger", "shadow", "canary", "retired")
 
 
 class RegistryError(ValueError):
@@ -71,7 +71,7 @@ def event(pipeline: str, model_id: str, version: str, action: str, role: str, fl
     if role not in ROLES:
         raise RegistryError(f"role {role!r} is not one of {ROLES}")
     if flavour not in FLAVOURS:
-        raise RegistryError(f"flavour {flavour!r} is not one of {FLAVOURS}")
+        raise RegistryError(f"flavour {flavour!r} is not one of {tuple(FLAVOURS)}")
     return {
         "pipeline": pipeline, "model_id": model_id, "model_version": str(version), "action": action,
         "role": role, "flavour": flavour, "preference": int(preference), "group": group,

@@ -17,13 +17,14 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["ANSWERING_ROLES", "ROLES", "Checks", "FallbackSpec", "ModelSpec", "PipelineSpec", "PolicySpec", "QualitySpec",
+from pipelines.plugins import FLAVOURS, POLICIES
+
+__all__ = ["ANSWERING_ROLES", "REGISTRY_ROLES", "ROLES", "Checks", "FallbackSpec", "ModelSpec", "PipelineSpec", "PolicySpec", "QualitySpec",
            "SpecError", "load_spec"]
 
-ROLES = ("champion", "challenger", "shadow", "canary")
+ROLES = ("champion", "challenger", "shadow", "canary")  # what a spec may give a model
 ANSWERING_ROLES = ("champion", "challenger")
-FLAVOURS = ("sklearn", "xgboost", "river", "external")
-POLICIES = ("preference", "vote", "best_recent", "bandit")
+REGISTRY_ROLES = (*ROLES, "retired")  # and what the registry may record
 BANDITS = ("epsilon_greedy", "ucb", "thompson", "linucb")
 TASKS = ("classification", "regression")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -44,7 +45,7 @@ class ModelSpec:
     sha256: str | None = None
     features: tuple[str, ...] = ()
     preference: int = 0
-    auto_promote: float | None = None  # confidence to beat the champion on live feedback (see pipelines.retrain)
+    auto_promote: float | None = None  # confidence to beat the champion on live feedback (pipelines.promotion.beats)
     training_data: Path | None = None  # the file it learned from: its SHA-256 goes to the registry and names its profile
 
     @property
@@ -118,7 +119,7 @@ class PolicySpec:
         _section(raw, "policy", cls.__dataclass_fields__)
         name = raw.get("name", "preference")
         if name not in POLICIES:
-            raise SpecError(f"field 'policy' is {name!r}; expected one of {POLICIES}")
+            raise SpecError(f"field 'policy' is {name!r}; expected one of {tuple(POLICIES)}")
         algorithm = raw.get("algorithm", "ucb")
         if algorithm not in BANDITS:
             raise SpecError(f"field 'policy.algorithm' is {algorithm!r}; expected one of {BANDITS}")
@@ -143,7 +144,7 @@ class FallbackSpec:
 
     A model is set aside after ``error_limit`` errors in a row (back at its next good score),
     after ``miss_limit`` missed deadlines in a row (back at its next score: see
-    :mod:`pipelines.health`), or when, over at least ``min_labels`` labelled requests, its recent
+    :mod:`pipelines.fallback`), or when, over at least ``min_labels`` labelled requests, its recent
     accuracy is below the canary's by more than ``accuracy_margin`` (back once it is within
     half that margin). ``window``: labelled requests that make "recent".
     """
@@ -320,7 +321,7 @@ def _model(raw: Any, index: int, base: Path) -> ModelSpec:
         raise SpecError(f"field '{where}' must be a mapping")
     flavour = raw.get("flavour")
     if flavour not in FLAVOURS:
-        raise SpecError(f"field '{where}.flavour' is {flavour!r}; expected one of {FLAVOURS}")
+        raise SpecError(f"field '{where}.flavour' is {flavour!r}; expected one of {tuple(FLAVOURS)}")
     role = raw.get("role", "challenger")
     if role not in ROLES:
         raise SpecError(f"field '{where}.role' is {role!r}; expected one of {ROLES}")

@@ -40,6 +40,7 @@ __all__ = [
     "codec_for",
     "crc64_avro",
     "decode_scores",
+    "field_names",
     "load_schema",
 ]
 
@@ -84,6 +85,22 @@ def crc64_avro(data: bytes) -> int:
 def load_schema(name: str, path: Path | None = None) -> dict:
     """The parsed JSON of ``schemas/avro/<name>.avsc`` (or of ``path``)."""
     return json.loads((path or SCHEMA_DIR / f"{name}.avsc").read_text())
+
+
+@lru_cache(maxsize=None)
+def field_names(name: str, *path: str) -> tuple[str, ...]:
+    """The field names of record ``name``, or of the record an array field at ``path`` holds:
+    the one definition of a record's shape (``field_names("Result", "scores")``: a Result's
+    summary of each Score).
+
+    >>> field_names("Result", "scores")
+    ('model_id', 'model_version', 'role', 'prediction', 'status', 'latency_ms')
+    """
+    record = load_schema(name)
+    for step in path:
+        kind = next(f["type"] for f in record["fields"] if f["name"] == step)
+        record = kind["items"] if isinstance(kind, dict) and kind.get("type") == "array" else kind
+    return tuple(f["name"] for f in record["fields"])
 
 
 def _reject_constant(token: str) -> float:

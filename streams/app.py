@@ -1,4 +1,4 @@
-"""The Faust app factory: one app (one consumer group) per role of a pipeline.
+"""The Faust app factory: one app (one consumer group) per role of a pipeline, its agents wired.
 
 * ``core`` — decoy + rendezvous + feedback + REST, sharing one consumer of ``{p}.requests``;
 * ``group:<name>`` — a model group: its models score every request in micro-batches, and its
@@ -11,13 +11,13 @@ from __future__ import annotations
 import gc
 import logging
 
-import faust
 from faust import tables as faust_tables
 
+from agents.worker import Worker
 from pipelines.spec import PipelineSpec
-from streams.settings import Settings
-from streams.topics import PipelineTopics
-from streams.transport import write_state
+from streams.kafka.settings import Settings
+from streams.kafka.topics import PipelineTopics
+from streams.kafka.transport import StreamApp
 
 __all__ = ["TableManager", "create_app", "tune_gc"]
 
@@ -46,14 +46,17 @@ class TableManager(faust_tables.TableManager):
             await self.recovery.start()
 
 
-def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **conf) -> faust.App:
+def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **conf) -> StreamApp:
     """A configured Faust app for ``role`` with its agents registered."""
     web = role == "core"
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     topics = PipelineTopics(spec.name)
-    app = faust.App(
+    app = StreamApp(
         topics.app_id(role),
-        broker=f"rdv://{settings.bootstrap}",
+        broker=f"kafka://{settings.bootstrap}",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        idempotence=settings.producer_idempotence,
         store="memory://",
         autodiscover=False,
         topic_partitions=spec.partitions,
@@ -83,34 +86,25 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         # (Rendezvous.holds), never on a standby copy in the same in-memory store.
         **conf,
     )
-    app.rdv_fetch_max_wait_ms = settings.fetch_max_wait_ms
-    app.rdv_fetch_min_bytes = settings.fetch_min_bytes
-    app.rdv_idempotence = settings.producer_idempotence
-    app.rdv_before_commit = []  # snapshots taken before every offset commit (streams/transport.py)
-
-    @app.on_partitions_revoked.connect
-    async def _write_state_on_revoke(app, revoked, **kwargs):
-        # after Faust's own producer flush: whoever takes a partition over recovers this state
-        await write_state(app)
-        await app.producer.flush()
+    # each role imports only its own agents: a model group never loads the archive's pandas and pyarrow
     if role == "core":
         from agents import decoy, feedback, rendezvous
         from streams import web as web_views
-
         from streams.metrics import PipelineMetrics
 
-        app.rdv_metrics = PipelineMetrics(spec.name)
+        w = Worker(app, spec, settings, metrics=PipelineMetrics(spec.name))
         replies = web_views.ReplyBoard()
-        decoy.register(app, spec, settings, topics)
-        server = rendezvous.register(app, spec, settings, topics, on_result=replies.resolve)
-        feedback.register(app, spec, settings, topics, server)
-        web_views.register(app, spec, settings, topics, replies)
+        archive = decoy.register(w)
+        server, registry = rendezvous.register(w, archive, on_result=replies.resolve)
+        feedback.register(w, server, registry)
+        web_views.register(w, server, replies)
     elif role.startswith("group:"):
         from agents import learner, model_runner
 
+        w = Worker(app, spec, settings)
         group = role.split(":", 1)[1]
-        runner, view = model_runner.register(app, spec, settings, topics, group=group)
-        learner.register(app, spec, settings, topics, group, runner, view)
+        runner, registry = model_runner.register(w, group)
+        learner.register(w, group, runner, registry)
     else:
         raise ValueError(f"unknown role {role!r}: expected 'core' or 'group:<name>' (the quality worker is no Faust app)")
     level = settings.log_level.upper()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from streams.settings import NoBrokerError, Settings, use_security
+from streams.kafka.settings import NoBrokerError, Settings
 
 __all__ = ["main"]
 
@@ -80,8 +80,8 @@ def broker(port: int, data_dir: Path | None, fetch_only: bool) -> None:
     RDV_MAVEN_REPOSITORY (Maven Central) into RDV_CACHE_DIR (~/.cache/rendezvous), each checked
     against the SHA-256 of the committed lock.
     """
-    from streams.broker import JarError, JavaError, KafkaBroker
-    from streams.broker.java import find_java
+    from streams.kafka.broker import JarError, JavaError, KafkaBroker
+    from streams.kafka.broker.java import find_java
 
     home = Settings.from_env(data_dir=data_dir).data_dir / "broker"
     try:
@@ -104,7 +104,7 @@ def _fetch_jars() -> Path:
 
     from rich.progress import Progress
 
-    from streams.broker.jars import ensure_jars, read_lock
+    from streams.kafka.broker.jars import ensure_jars, read_lock
 
     lock, shown, guard = read_lock(), [], threading.Lock()
 
@@ -147,10 +147,9 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
     settings = Settings.from_env(broker=broker, data_dir=data_dir)
     if not settings.broker:
         raise click.ClickException(str(NoBrokerError("worker")))
-    use_security(settings)
-    from tables.registry import live_pipeline
+    from pipelines.jobs.lifecycle import live_pipeline
 
-    live = asyncio.run(live_pipeline(load_spec(spec), settings.bootstrap, settings.data_dir))
+    live = asyncio.run(live_pipeline(load_spec(spec), settings, settings.data_dir))
     if role == "quality":  # not a Faust app: see agents/quality.py
         from agents import quality
 
@@ -174,7 +173,7 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
     SPEC defaults to the demo's spec, DATA_DIR/demo/loans.yaml (written by `rendezvous demo`).
     """
     from pipelines.spec import SpecError, load_spec
-    from streams.broker import JarError, JavaError
+    from streams.kafka.broker import JarError, JavaError
     from streams.stack import Stack
 
     settings = Settings.from_env(broker=broker, data_dir=data_dir, web_port=web_port)
@@ -210,7 +209,7 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
 async def _probe(stack) -> None:
     from streams.client import PipelineClient
 
-    async with PipelineClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding) as client:
+    async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding) as client:
         await stack.wait_ready(client)
 
 
@@ -230,7 +229,7 @@ def demo(n_requests: int, rate: float | None, deadline_ms: int, warmup_s: float,
     Without --broker it runs on the embedded broker (DATA_DIR/broker) and starts the demo's
     pipeline from nothing; afterwards `rendezvous up` resumes it.
     """
-    from streams.broker import JarError, JavaError
+    from streams.kafka.broker import JarError, JavaError
     from streams.demo import DEFAULT_RATE, run_demo
 
     settings = Settings.from_env(broker=broker, data_dir=data_dir)

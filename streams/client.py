@@ -12,11 +12,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas.codec import DecodeError, codec_for, decode_scores
-from streams.topics import PipelineTopics
-from streams.settings import kafka_security
+from streams.kafka.topics import PipelineTopics
+from streams.kafka.clients import Kafka, kafka_of
 
 __all__ = ["PipelineClient", "Received"]
 
@@ -32,13 +32,14 @@ class Received:
 
 
 class PipelineClient:
-    """``async with PipelineClient(bootstrap, pipeline) as client: ...``"""
+    """``async with PipelineClient(kafka, pipeline) as client: ...`` (``kafka``: a :class:`Kafka`, the
+    Settings to reach it with, or a plaintext broker's ``host:port``)."""
 
-    def __init__(self, bootstrap: str, pipeline: str, encoding: str = "avro", watch_scores: bool = False,
+    def __init__(self, kafka: "Kafka | str", pipeline: str, encoding: str = "avro", watch_scores: bool = False,
                  watch_alerts: bool = False, tuning=None) -> None:
-        """``tuning``: a :class:`~streams.settings.Settings` whose fetch and linger knobs to use
+        """``tuning``: a :class:`~streams.kafka.settings.Settings` whose fetch and linger knobs to use
         (the benchmarks pass the workers' own); by default a 10 ms fetch wait and no linger."""
-        self.bootstrap = bootstrap
+        self.kafka = kafka_of(kafka)
         self.tuning = {"fetch_max_wait_ms": 10, "fetch_min_bytes": 1, "linger_ms": 0} if tuning is None else {
             k: getattr(tuning, k) for k in ("fetch_max_wait_ms", "fetch_min_bytes", "linger_ms")}
         self.topics = PipelineTopics(pipeline)
@@ -53,9 +54,9 @@ class PipelineClient:
         self._arrived = asyncio.Event()
 
     async def __aenter__(self) -> "PipelineClient":
-        self.producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=self.bootstrap, acks="all",
+        self.producer = self.kafka.producer(acks="all",
                                          enable_idempotence=True, linger_ms=self.tuning["linger_ms"])
-        self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        self.consumer = self.kafka.consumer(enable_auto_commit=False,
                                          fetch_max_wait_ms=self.tuning["fetch_max_wait_ms"],
                                          fetch_min_bytes=self.tuning["fetch_min_bytes"], auto_offset_reset="earliest")
         await self.producer.start()

@@ -17,10 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipelines.spec import load_spec
-from pipelines.train import agrawal_rows, train_demo_models
+from pipelines.jobs.train import agrawal_rows, train_demo_models
 from streams.app import tune_gc
 from streams.client import PipelineClient
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 from streams.stack import Stack
 from tables.quality import read_quality
 
@@ -66,7 +66,7 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int,
 async def _stream(stack: Stack, spec, n: int, rate: float, warmup_s: float, console: Console) -> tuple[Table, bool]:
     warm_rows = [x for x, _ in agrawal_rows(int(rate * warmup_s), seed=2023)]
     data = list(agrawal_rows(n, seed=2024))
-    async with PipelineClient(stack.settings.bootstrap, spec.name, stack.settings.encoding, tuning=stack.settings) as client:
+    async with PipelineClient(stack.settings, spec.name, stack.settings.encoding, tuning=stack.settings) as client:
         with console.status("waiting until every worker has joined and every model answered a probe …"):
             await stack.wait_ready(client)
         warm = await _load(client, warm_rows, rate, console, "warming up")

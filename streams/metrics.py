@@ -22,7 +22,9 @@ from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from streams.settings import kafka_security
+
+from pipelines.telemetry import Telemetry
+from streams.kafka.clients import Kafka, kafka_of
 
 __all__ = ["CONTENT_TYPE_LATEST", "PipelineMetrics", "LagMonitor", "serve_metrics"]
 
@@ -35,8 +37,9 @@ SCORE_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .2
 RESULT_BUCKETS = (.001, .0025, .005, .01, .015, .02, .03, .05, .075, .1, .15, .25, .5, 1.0, 2.5)
 
 
-class PipelineMetrics:
-    """The metrics of one pipeline in one process (its own registry: tests make many)."""
+class PipelineMetrics(Telemetry):
+    """The metrics of one pipeline in one process (its own registry: tests make many); the
+    engine's :class:`~pipelines.rendezvous.Telemetry`, in Prometheus counters."""
 
     def __init__(self, pipeline: str, registry: CollectorRegistry | None = None) -> None:
         self.pipeline = pipeline
@@ -139,19 +142,18 @@ def gauge(name: str, doc: str, labels: list[str], rows: Iterable[tuple[list[str]
 class LagMonitor:
     """Committed offset vs end offset of every consumer group of the pipeline, every few seconds."""
 
-    def __init__(self, bootstrap: str, groups: dict[str, list[str]], interval_s: float = LAG_INTERVAL_S) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: "Kafka | str", groups: dict[str, list[str]], interval_s: float = LAG_INTERVAL_S) -> None:
+        self.kafka = kafka_of(kafka)
         self.groups = groups  # consumer group id -> the topics it consumes
         self.interval_s = interval_s
         self.lag: dict[tuple[str, str], int] = {}  # (group, topic) -> messages behind, summed over partitions
         self.measured_at: float | None = None
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka import TopicPartition
 
-        admin = AIOKafkaAdminClient(**kafka_security(), bootstrap_servers=self.bootstrap)
-        ends = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        admin = self.kafka.admin()
+        ends = self.kafka.consumer(enable_auto_commit=False)
         await admin.start()
         await ends.start()
         partitions: dict[str, list[int]] = {}

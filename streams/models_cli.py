@@ -1,4 +1,5 @@
-"""``rendezvous models …`` and ``rendezvous replay``: the model lifecycle from the command line.
+"""``rendezvous models …``, ``rendezvous replay`` and ``rendezvous retrain``: the model lifecycle
+from the command line. Each command parses, calls ``pipelines/jobs/lifecycle.py`` and prints.
 
 Every command reads the registry from ``PIPELINE.control`` (the broker: --broker / RDV_BROKER)
 and artifacts from DATA_DIR/registry (--data-dir / RDV_DATA_DIR); changes are ModelEvents
@@ -12,12 +13,18 @@ import json
 import time
 from pathlib import Path
 
+from typing import Awaitable, TypeVar
+
 import click
 
-from pipelines.registry import ArtifactStore, RegistryError, live_models, whoami
-from streams.settings import NoBrokerError, Settings
+from pipelines.plugins import FLAVOURS
+from pipelines.registry import live_models
+from pipelines.spec import ROLES
+from streams.kafka.settings import NoBrokerError, Settings
 
-__all__ = ["models", "replay_command"]
+T = TypeVar("T")
+
+__all__ = ["models", "replay_command", "retrain_command"]
 
 _PIPELINE = click.option("--pipeline", "-p", envvar="RDV_PIPELINE", required=True, show_envvar=True,
                          help="The pipeline (its topics are PIPELINE.*).")
@@ -27,46 +34,40 @@ _DATA = click.option("--data-dir", envvar="RDV_DATA_DIR", default=None, show_env
                      type=click.Path(path_type=Path), help="The data directory the workers use (default ./data).")
 
 
-class Context:
-    def __init__(self, pipeline: str, broker: str | None, data_dir: Path | None, command: str) -> None:
-        self.settings = Settings.from_env(broker=broker, data_dir=data_dir)
-        if not self.settings.broker:
-            raise click.ClickException(str(NoBrokerError(command)))
-        self.pipeline = pipeline
-        self.topic = f"{pipeline}.control"
-        self.store = ArtifactStore(self.settings.data_dir / "registry")
+class RegisteredChoice(click.Choice):
+    """A choice among what a registry (``pipelines/plugins.py``) holds when the command runs, not
+    when it was declared: a flavour registered later is offered too."""
 
-    def state(self) -> dict[str, dict]:
-        from tables.registry import read_registry
+    def __init__(self, registry) -> None:
+        self.registry = registry
+        super().__init__(tuple(registry))
 
-        try:
-            return asyncio.run(read_registry(self.settings.bootstrap, self.topic))
-        except RuntimeError as exc:
-            raise click.ClickException(f"{exc} (is the broker {self.settings.broker} the pipeline's?)") from None
+    @property
+    def choices(self) -> tuple:
+        return tuple(self.registry)
 
-    def publish(self, events: list[dict]) -> None:
-        from tables.registry import publish_events
+    @choices.setter
+    def choices(self, value) -> None:  # click's constructor assigns a snapshot: the registry stays the truth
+        pass
 
-        asyncio.run(publish_events(self.settings.bootstrap, self.topic, events, self.settings.encoding))
 
-    def change(self, transition, *args, **kwargs) -> list[dict]:
-        """Apply a registry transition (``pipelines.registry``) to the current state; publish its events."""
-        try:
-            events = transition(self.state(), *args, by=whoami(), **kwargs)
-        except RegistryError as exc:
-            raise click.ClickException(str(exc)) from None
-        self.publish(events)
-        return events
+def _lifecycle(pipeline: str, broker: str | None, data_dir: Path | None, command: str):
+    from pipelines.jobs.lifecycle import Lifecycle  # pandas, pyarrow: only for a command that runs
 
-    def spec(self):
-        """The deployment spec as the workers run it (written by them at start)."""
-        from pipelines.spec import load_spec
+    settings = Settings.from_env(broker=broker, data_dir=data_dir)
+    if not settings.broker:
+        raise click.ClickException(str(NoBrokerError(command)))
+    return Lifecycle(pipeline, settings)
 
-        path = self.settings.data_dir / self.pipeline / "pipeline.yaml"
-        if not path.exists():
-            raise click.ClickException(f"{path} does not exist: start the pipeline's workers with this data directory "
-                                       "(`rendezvous up SPEC`) first")
-        return load_spec(path)
+
+def _run(operation: Awaitable[T]) -> T:
+    """Run a lifecycle operation; its refusal is the command's error message."""
+    from pipelines.jobs.lifecycle import LifecycleError
+
+    try:
+        return asyncio.run(operation)
+    except LifecycleError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -89,8 +90,7 @@ def models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_models(pipeline, broker, data_dir, show_all, as_json) -> None:
     """The pipeline's models: role, version, flavour, group, artifact, who registered them when."""
-    ctx = Context(pipeline, broker, data_dir, "models list")
-    state = ctx.state()
+    state = _run(_lifecycle(pipeline, broker, data_dir, "models list").state())
     rows = live_models(state) + ([e for e in state.values() if e["role"] == "retired"] if show_all else [])
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -118,11 +118,9 @@ def list_models(pipeline, broker, data_dir, show_all, as_json) -> None:
 @_DATA
 def show(model_id, pipeline, broker, data_dir) -> None:
     """Everything recorded about MODEL_ID: its current state and every version registered."""
-    ctx = Context(pipeline, broker, data_dir, "models show")
-    state = ctx.state()
-    if model_id not in state:
-        raise click.ClickException(f"model {model_id!r} is not registered in {pipeline} ({', '.join(sorted(state)) or 'none'})")
-    click.echo(json.dumps({"current": state[model_id], "versions": ctx.store.versions(pipeline, model_id)}, indent=2))
+    lifecycle = _lifecycle(pipeline, broker, data_dir, "models show")
+    _, current = _run(lifecycle.model(model_id))
+    click.echo(json.dumps({"current": current, "versions": lifecycle.store.versions(pipeline, model_id)}, indent=2))
 
 
 @models.command()
@@ -131,9 +129,10 @@ def show(model_id, pipeline, broker, data_dir) -> None:
 @_PIPELINE
 @_BROKER
 @_DATA
-@click.option("--flavour", type=click.Choice(["sklearn", "xgboost", "river", "external"]), required=True)
+@click.option("--flavour", type=RegisteredChoice(FLAVOURS), required=True,
+              help="How the artifact is loaded (pipelines/plugins.py); external: served outside this runtime.")
 @click.option("--version", "version", default=None, help="Default: one more than the last registered version.")
-@click.option("--role", type=click.Choice(["shadow", "canary", "challenger", "champion"]), default="shadow",
+@click.option("--role", type=click.Choice(ROLES), default="shadow",
               show_default=True, help="Shadow stages it without touching answers; `promote` later runs checks.")
 @click.option("--group", default=None, help="The model group (worker) to host it; default: the champion's.")
 @click.option("--features", default=None, help="Comma-separated feature names in the model's order; "
@@ -153,47 +152,18 @@ def register(model_id, artifact, pipeline, broker, data_dir, flavour, version, r
     loaded once to prove it is safe and works, then announced on PIPELINE.control.
     External models (served by a worker outside this codebase) have no ARTIFACT.
     """
-    from pipelines.flavours.base import sha256_of
-    from pipelines.registry import event, git_commit
-
-    ctx = Context(pipeline, broker, data_dir, "models register")
-    state = ctx.state()
-    if (flavour == "external") != (artifact is None):
-        raise click.ClickException("an external model has no ARTIFACT; every other flavour needs one")
-    current = state.get(model_id)
-    if current and current["role"] in ("champion", "challenger") and not force:
-        raise click.ClickException(
-            f"{model_id} is a live {current['role']}: register the new version under another id as a shadow and "
-            f"`promote` it (checks run), or pass --force to swap its bytes in place")
-    champion = next((e for e in live_models(state) if e["role"] == "champion"), None)
     try:
         parsed = {k: float(v) for k, v in (m.split("=", 1) for m in metrics)}
     except ValueError:
         raise click.ClickException("--metric takes NAME=NUMBER, e.g. --metric accuracy=0.93") from None
-    sha = ctx.store.put(artifact) if artifact else None
-    record = event(
-        pipeline, model_id, version or _next_version([*ctx.store.versions(pipeline, model_id), *filter(None, [current])]),
-        "register", role,
-        flavour, sha256=sha, by=whoami(),
-        preference=preference if preference is not None else 1 + max((e["preference"] for e in state.values()), default=0),
-        group=group or (current or champion or {}).get("group") or model_id,
-        features=features.split(",") if features else (current or champion or {}).get("features", ()),
-        metrics=parsed, training_data_sha256=sha256_of(training_data) if training_data else None,
-        git_commit=git_commit(code), artifact_name=artifact.name if artifact else None, forced=force,
-    )
-    try:
-        _load(ctx, record)
-    except Exception as exc:
-        raise click.ClickException(f"refused: {exc}") from None
-    ctx.store.record(record)
-    ctx.publish([record])
+    lifecycle = _lifecycle(pipeline, broker, data_dir, "models register")
+    record = _run(lifecycle.register(
+        model_id, artifact, flavour, version=version, role=role, group=group,
+        features=features.split(",") if features else None, preference=preference, metrics=parsed,
+        training_data=training_data, code=code, force=force))
+    sha = record.get("artifact_sha256")
     click.echo(f"registered {model_id} version {record['model_version']} as {role} in group {record['group']}"
                f"{f' (sha256 {sha[:12]})' if sha else ''}")
-
-
-def _next_version(versions: list[dict]) -> str:
-    numbers = [int(v["model_version"]) for v in versions if str(v["model_version"]).isdigit()]
-    return str(max(numbers, default=0) + 1)
 
 
 @models.command()
@@ -211,77 +181,14 @@ def promote(model_id, pipeline, broker, data_dir, to, since, force) -> None:
     traffic is within the budget, it agrees enough with the current champion (and is accurate
     enough on feedback if the spec's `checks:` asks). A failed check stops here and says why.
     """
-    from pipelines.checks import summary
-    from pipelines.registry import promote as promote_events
-
-    ctx = Context(pipeline, broker, data_dir, "models promote")
-    state = ctx.state()
-    if model_id not in state:
-        raise click.ClickException(f"model {model_id!r} is not registered in {pipeline}; `rendezvous models register` it")
-    checks = _run_checks(ctx, state, model_id, since)
-    _print_checks(checks)
-    failed = [c for c in checks if not c.ok]
-    if failed and not force:
-        raise click.ClickException(f"promotion of {model_id} blocked by {', '.join(c.name for c in failed)}; "
+    lifecycle = _lifecycle(pipeline, broker, data_dir, "models promote")
+    done = _run(lifecycle.promote(model_id, to=to, since=since, force=force))
+    _print_checks(done.checks)
+    if not done.events:
+        failed = [c.name for c in done.checks if not c.ok]
+        raise click.ClickException(f"promotion of {model_id} blocked by {', '.join(failed)}; "
                                    "fix that, or pass --force (it is recorded)")
-    ctx.change(promote_events, model_id, to=to, forced=bool(failed), checks=summary(checks))
-    click.echo(f"{model_id} is now {to}" + (" (checks overridden with --force)" if failed else ""))
-
-
-def _run_checks(ctx: Context, state: dict, model_id: str, since: str | None):
-    from pipelines.checks import promotion_checks
-
-    spec = ctx.spec()
-    record = state[model_id]
-    champion = next((e["model_id"] for e in live_models(state) if e["role"] == "champion" and e["model_id"] != model_id), None)
-    archive, scores, feedback = _traffic(ctx, since)
-    known = {c[2:] for c in archive.columns if c.startswith("f_")}
-    known |= {f for e in live_models(state) if e["model_id"] != model_id for f in e.get("features") or ()}
-    load_error, report = None, None
-    try:
-        model = _load(ctx, record)
-    except Exception as exc:
-        load_error = str(exc)
-    else:
-        report, _ = _report(record, model, archive, scores, feedback, since)
-    return promotion_checks(model_id, record.get("features") or (), spec, known, load_error, report, champion)
-
-
-def _load(ctx: Context, record: dict):
-    """The registered model, verified and loaded; ``None`` for an external one (nothing to load here)."""
-    from pipelines.flavours import load_model
-    from pipelines.registry import to_model_spec
-
-    return None if record["flavour"] == "external" else load_model(to_model_spec(record, ctx.store))
-
-
-def _report(record: dict, model, archive, scores, feedback, since: str | None, **kwargs):
-    """Replay for a loaded model; for an external one, the comparison of its recorded Scores."""
-    from pipelines.replay import recorded_report, replay
-
-    if model is None:
-        return recorded_report(record["model_id"], record["model_version"], scores, feedback, since)
-    return replay(model, archive, scores, feedback, since=since, **kwargs)
-
-
-def _traffic(ctx: Context, since: str | None):
-    import pandas as pd
-
-    from tables.archive import read_archive, read_scores
-    from tables.feedback import read_feedback
-
-    base = ctx.settings.data_dir / ctx.pipeline
-    archive, scores = read_archive(base / "archive"), read_scores(base / "scores")
-    if since:
-        try:
-            cut = pd.Timestamp(since, tz="UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)
-        except ValueError:
-            raise click.ClickException(f"--since {since!r} is not a time; use ISO 8601, e.g. 2026-11-27T10:00") from None
-        if not archive.empty:
-            archive = archive[archive["received_at"] >= cut]
-        scores = scores[scores["request_id"].isin(set(archive["request_id"]))]
-    feedback = asyncio.run(read_feedback(ctx.settings.bootstrap, f"{ctx.pipeline}.feedback"))
-    return archive, scores, feedback
+    click.echo(f"{model_id} is now {to}" + (" (checks overridden with --force)" if done.forced else ""))
 
 
 def _print_checks(checks) -> None:
@@ -303,9 +210,7 @@ def _print_checks(checks) -> None:
 @_DATA
 def demote(model_id, pipeline, broker, data_dir) -> None:
     """champion -> challenger, challenger -> shadow (still scored and compared, never returned)."""
-    from pipelines.registry import demote as demote_events
-
-    events = Context(pipeline, broker, data_dir, "models demote").change(demote_events, model_id)
+    events = _run(_lifecycle(pipeline, broker, data_dir, "models demote").demote(model_id))
     click.echo(f"{model_id} is now {events[-1]['role']}")
 
 
@@ -317,9 +222,7 @@ def demote(model_id, pipeline, broker, data_dir) -> None:
 @click.option("--force", is_flag=True, help="Retire even the last model that may answer.")
 def retire(model_id, pipeline, broker, data_dir, force) -> None:
     """Take MODEL_ID out: unloaded by its group, forgotten by the policy; `list --all` still shows it."""
-    from pipelines.registry import retire as retire_events
-
-    Context(pipeline, broker, data_dir, "models retire").change(retire_events, model_id, force=force)
+    _run(_lifecycle(pipeline, broker, data_dir, "models retire").retire(model_id, force=force))
     click.echo(f"{model_id} is retired")
 
 
@@ -331,9 +234,7 @@ def retire(model_id, pipeline, broker, data_dir, force) -> None:
 @_DATA
 def rank(model_id, preference, pipeline, broker, data_dir) -> None:
     """Set MODEL_ID's PREFERENCE: among challengers, lower answers first (the champion always leads)."""
-    from pipelines.registry import rank as rank_events
-
-    Context(pipeline, broker, data_dir, "models rank").change(rank_events, model_id, preference)
+    _run(_lifecycle(pipeline, broker, data_dir, "models rank").rank(model_id, preference))
     click.echo(f"{model_id} now has preference {preference}")
 
 
@@ -355,25 +256,14 @@ def replay_command(pipeline, model_id, broker, data_dir, since, batch) -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from pipelines.replay import save_report
-
-    ctx = Context(pipeline, broker, data_dir, "replay")
-    state = ctx.state()
-    if model_id not in state:
-        raise click.ClickException(f"model {model_id!r} is not registered in {pipeline} ({', '.join(sorted(state)) or 'none'})")
-    record = state[model_id]
-    archive, scores, feedback = _traffic(ctx, since)
-    if archive.empty:
-        raise click.ClickException(f"no archived requests in {ctx.settings.data_dir / pipeline / 'archive'}"
-                                   f"{' since ' + since if since else ''}; let the pipeline serve traffic first")
-    try:
-        model = _load(ctx, record)
-    except Exception as exc:
-        raise click.ClickException(f"cannot load {model_id}: {exc}") from None
+    lifecycle = _lifecycle(pipeline, broker, data_dir, "replay")
     with Progress(transient=True) as progress:
-        task = progress.add_task(f"replaying {len(archive)} requests through {model_id}", total=len(archive))
-        report, candidate = _report(record, model, archive, scores, feedback, since, batch=batch,
-                                    progress=lambda n: progress.advance(task, n))
+        task = progress.add_task(f"replaying archived requests through {model_id}", total=None)
+
+        def advance(n: int, total: int) -> None:
+            progress.update(task, total=total, advance=n)
+
+        report, _, path = _run(lifecycle.replay(model_id, since, batch, progress=advance))
     table = Table(title=f"replay of {model_id} v{report.model_version}: {report.rows} requests, "
                         f"{report.errors} errors, p99 {report.latency_ms['p99']:.2f} ms per batch of {report.batch}")
     for column in ("compared with", "requests", "agreement", "accuracy", "mean p(1)", "predictions"):
@@ -389,7 +279,6 @@ def replay_command(pipeline, model_id, broker, data_dir, since, batch) -> None:
                   f"{report.positive_rate[model_id]:.3f}" if model_id in report.positive_rate else "-",
                   json.dumps(report.predictions.get(model_id, {})))
     Console().print(table)
-    path = save_report(report, candidate, ctx.settings.data_dir / pipeline / "replays")
     click.echo(f"saved {path} and {path.with_suffix('.csv')}")
 
 
@@ -413,58 +302,21 @@ def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_r
     metrics). As a shadow it scores live traffic without answering; promote it with
     `rendezvous models promote`, or let --auto-promote do it when live feedback proves it better.
     """
-    import hashlib
-
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.registry import event, git_commit
-    from pipelines.retrain import labelled_rows, retrain
-    from tables.archive import read_archive
-    from tables.feedback import read_feedback
-
-    ctx = Context(pipeline, broker, data_dir, "retrain")
-    state = ctx.state()
-    if model_id not in state:
-        raise click.ClickException(f"model {model_id!r} is not registered in {pipeline} (registered: {', '.join(sorted(state))})")
-    record = state[model_id]
-    champion = next((e for e in live_models(state) if e["role"] == "champion"), None)
-    archive = read_archive(ctx.settings.data_dir / pipeline / "archive")
-    feedback = asyncio.run(read_feedback(ctx.settings.bootstrap, f"{pipeline}.feedback"))
-    current = _load(ctx, record)
-    if current is None:
-        raise click.ClickException(f"{model_id} is an external model: retrain it where it is served")
-    try:
-        rows = labelled_rows(archive, feedback, list(current.features))
-        if len(rows) < min_rows:
-            raise ValueError(f"only {len(rows)} archived requests have feedback (of {len(archive)} archived, {len(feedback)} "
-                             f"labels); retraining needs --min-rows {min_rows}: send more feedback or lower --min-rows")
-        result = retrain(current, rows, holdout, ctx.spec().task,
-                         _load(ctx, champion) if champion and champion["model_id"] != model_id else None)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    new_id = new_id or next(f"{model_id}-r{n}" for n in range(1, 10_000) if f"{model_id}-r{n}" not in state)
-    folder = ctx.settings.data_dir / pipeline / "retrain"
-    folder.mkdir(parents=True, exist_ok=True)
-    data_path = folder / f"{new_id}.csv"
-    data_path.write_bytes(result.training_data)
-    sha = ctx.store.put_bytes(result.artifact, new_id)
-    metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}))
-    new = event(pipeline, new_id, "1", "register", "shadow", record["flavour"], sha256=sha, by=whoami(),
-                preference=1 + max((e["preference"] for e in state.values()), default=0), group=record.get("group"),
-                features=list(current.features), metrics=metrics,
-                training_data_sha256=hashlib.sha256(result.training_data).hexdigest(), git_commit=git_commit(Path(".")),
-                artifact_name=f"{new_id}.{'skops' if record['flavour'] == 'sklearn' else 'ubj'}")
-    ctx.store.record(new)
-    ctx.publish([new])
+    lifecycle = _lifecycle(pipeline, broker, data_dir, "retrain")
+    done = _run(lifecycle.retrain(model_id, new_id, holdout, min_rows, confidence))
+    new, metrics, new_id = done.record, done.metrics, done.record["model_id"]
     table = Table(title=f"{new_id}: retrained from {model_id} on {int(metrics['rows_train'])} labelled requests, "
                         f"judged on the newest {int(metrics['rows_holdout'])}")
-    for column in ("model", "held-out " + ("accuracy" if ctx.spec().task == "classification" else "MAE")):
+    for column in ("model", "held-out " + ("accuracy" if lifecycle.spec().task == "classification" else "MAE")):
         table.add_column(column)
     table.add_row(f"{new_id} (new)", f"{metrics['holdout']:.4f}")
     table.add_row(f"{model_id} (current)", f"{metrics['current_holdout']:.4f}" if "current_holdout" in metrics else "-")
     if "champion_holdout" in metrics:
-        table.add_row(f"{champion['model_id']} (champion)", f"{metrics['champion_holdout']:.4f}")
+        table.add_row(f"{done.champion} (champion)", f"{metrics['champion_holdout']:.4f}")
     Console(width=120).print(table)
-    click.echo(f"registered {new_id} as a shadow in group {new['group']} (sha256 {sha[:12]}, training data {data_path})"
+    click.echo(f"registered {new_id} as a shadow in group {new['group']} (sha256 {new['artifact_sha256'][:12]}, "
+               f"training data {done.data_path})"
                + (f"; it is promoted automatically once it beats the champion with confidence {confidence}" if confidence else ""))

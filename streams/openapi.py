@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.spec import PipelineSpec
-from schemas.codec import MAX_BYTES
+from schemas.codec import MAX_BYTES, field_names
 
 __all__ = ["openapi", "unanswerable"]
 
@@ -68,8 +68,7 @@ _EPOCH_MS = {"type": "integer", "format": "int64", "minimum": -2**63, "maximum":
 
 def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
     error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
-    score = {"type": "object", "properties": {k: {} for k in ("model_id", "model_version", "role", "prediction",
-                                                              "status", "latency_ms")}}
+    score = {"type": "object", "properties": {k: {} for k in field_names("Result", "scores")}}
     result = {
         "type": "object",
         "required": ["request_id", "status", "reason", "scores", "latency_ms"],

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from streams.models_cli import _BROKER, _DATA, _PIPELINE
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 
 __all__ = ["profile_command", "report_command"]
 
@@ -68,7 +68,7 @@ def profile_command(pipeline, data, features, data_dir) -> None:
               help="Output folder (default DATA_DIR/PIPELINE/report).")
 def report_command(pipeline, broker, data_dir, out) -> None:
     """Write a static HTML report: latency, accuracy, answers, agreement, drift, DLQ, GX Data Docs."""
-    from pipelines.report import write_report
+    from pipelines.jobs.report import write_report
 
     settings = Settings.from_env(broker=broker, data_dir=data_dir)
     out = out or settings.data_dir / pipeline / "report"

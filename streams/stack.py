@@ -14,10 +14,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipelines.spec import PipelineSpec
-from streams.broker import KafkaBroker, free_port, port_or_free
-from streams.settings import Settings, use_security
-from streams.topics import delete_pipeline, ensure_topics
-from tables.registry import live_pipeline
+from streams.kafka.broker import KafkaBroker, free_port, port_or_free
+from streams.kafka.settings import Settings
+from streams.kafka.topics import delete_pipeline, ensure_topics
+from pipelines.jobs.lifecycle import live_pipeline
 
 __all__ = ["EMBEDDED_PORT", "Stack"]
 
@@ -39,7 +39,6 @@ class Stack:
             self.broker = KafkaBroker(port_or_free(EMBEDDED_PORT), data_dir=home, log_path=home / "broker.log")
             settings = replace(settings, broker=self.broker.url)
         self.settings = settings
-        use_security(settings)  # this process's clients (topics, registry seed, probes) reach the broker alike
         self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
         self.workers: dict[str, subprocess.Popen] = {}
 
@@ -58,10 +57,10 @@ class Stack:
             if self.broker is not None:
                 self.broker.start()
             if self.fresh:
-                asyncio.run(delete_pipeline(self.settings.bootstrap, self.spec.name))
-            asyncio.run(ensure_topics(self.settings.bootstrap, self.spec.name, self.spec.partitions))
+                asyncio.run(delete_pipeline(self.settings, self.spec.name))
+            asyncio.run(ensure_topics(self.settings, self.spec.name, self.spec.partitions))
             # seed the registry once here, so the workers do not all race to do it
-            self.live = asyncio.run(live_pipeline(self.spec, self.settings.bootstrap, self.settings.data_dir))
+            self.live = asyncio.run(live_pipeline(self.spec, self.settings, self.settings.data_dir))
             for role in self.roles:
                 self.start_worker(role)
         except BaseException:

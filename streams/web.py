@@ -15,16 +15,15 @@ import json
 import time
 import uuid
 
-import faust
 from faust.web import Request, Response, View
 
+from agents.worker import Worker
+from pipelines.rendezvous import Rendezvous
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAX_BYTES, DecodeError, codec_for
 from streams.auth import Tokens
-from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, PipelineMetrics, serve_metrics, state_gauges
+from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, serve_metrics, state_gauges
 from streams.openapi import openapi, unanswerable
-from streams.settings import Settings
-from streams.topics import PipelineTopics
 
 __all__ = ["ReplyBoard", "register"]
 
@@ -56,17 +55,17 @@ class ReplyBoard:
             future.set_result(record)
 
 
-def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: PipelineTopics,
-             replies: ReplyBoard) -> None:
-    requests = app.topic(topics.requests, key_serializer="raw", value_serializer="raw")
+def register(w: Worker, server: Rendezvous, replies: ReplyBoard) -> None:
+    """The views of the core worker; ``server``: its rendezvous engine (mailboxes, score state)."""
+    app, spec, settings, topics = w.app, w.spec, w.settings, w.topics
+    requests = w.raw_topic(topics.requests)
     codec = codec_for("Request")
     tokens = Tokens.from_settings(settings)
     if tokens is None:
         log.info("REST API open to every caller: no tokens configured (RDV_TOKENS / RDV_TOKENS_FILE)")
 
     def live() -> PipelineSpec:
-        server = getattr(app, "rdv_rendezvous", None)
-        return server.spec if server else spec
+        return server.spec
 
     def authorize(view: View, request: Request, pipeline: bool = True) -> tuple[str | None, Response | None]:
         """(the caller's tenant, or the refusal to return). Open API: (None, None)."""
@@ -88,15 +87,14 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             _, refused = authorize(self, request, pipeline=False)
             if refused:
                 return refused
-            server = getattr(app, "rdv_rendezvous", None)
-            live = server.spec if server else spec
+            live = server.spec
             return self.json({
                 "status": "ok", "pipeline": spec.name, "ranking": list(live.ranking), "policy": live.policy.name,
                 "models": [{"id": m.id, "version": m.version, "role": m.role, "group": m.group} for m in live.models],
-                "stats": dict(server.stats) if server else {},
-                "late_scores": dict(server.late) if server else {},
-                "models_down": sorted(server.fallback.down) if server else [],
-                "set_aside": server.fallback.reasons if server else {},
+                "stats": dict(server.stats),
+                "late_scores": dict(server.late),
+                "models_down": sorted(server.fallback.down),
+                "set_aside": server.fallback.reasons,
             })
 
     @app.page("/v1/{pipeline}/models")
@@ -107,8 +105,7 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
             _, refused = authorize(self, request)
             if refused:
                 return refused
-            server = getattr(app, "rdv_rendezvous", None)
-            if pipeline != spec.name or server is None:
+            if pipeline != spec.name:
                 return self.json({"error": f"unknown pipeline {pipeline!r}; this server runs {spec.name!r}"}, status=404)
             summary = server.book.summary()
             pulls = getattr(server.policy, "pulls", dict)()
@@ -118,13 +115,13 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                                           "bandit_pulls": pulls.get(m.id), **summary.get(m.id, {})}
                                          for m in server.spec.models]})
 
-    lag = LagMonitor(settings.bootstrap, {
+    lag = LagMonitor(w.kafka, {
         topics.app_id("core"): [topics.requests, topics.scores, topics.feedback],
         **{topics.app_id(f"group:{g}"): [topics.requests, topics.examples] for g in spec.groups},
     })
     quality_dir = settings.data_dir / spec.name / "quality"
-    metrics: PipelineMetrics = app.rdv_metrics
-    metrics.state = lambda: state_gauges(app.rdv_rendezvous, lag, quality_dir) if hasattr(app, "rdv_rendezvous") else ()
+    metrics = w.metrics
+    metrics.state = lambda: state_gauges(server, lag, quality_dir)
 
     @app.task
     async def measure_lag():
@@ -170,13 +167,11 @@ def register(app: faust.App, spec: PipelineSpec, settings: Settings, topics: Pip
                     return self.json({"error": f"field 'tenant' is {record['tenant']!r} but the token belongs to "
                                                f"tenant {tenant!r}"}, status=403)
                 record["tenant"] = tenant
-            server = getattr(app, "rdv_rendezvous", None)
             problem = unanswerable(record["features"], live())
             if problem:
                 return self.json({"error": problem}, status=422)
             rid = record["request_id"]
-            if replies.waiting(rid) or (server is not None and (server.mailboxes.get(rid) is not None
-                                                                or rid in server.answered)):
+            if replies.waiting(rid) or server.mailboxes.get(rid) is not None or rid in server.answered:
                 return self.json({"error": f"request_id {rid!r} was already used: a request is answered once. "
                                            f"Leave request_id out and the server makes a fresh one."}, status=409)
             future = replies.expect(rid)

@@ -14,14 +14,14 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from pipelines.registry import apply
 from schemas.codec import DecodeError, codec_for
 from tables.results import records_until
-from streams.settings import kafka_security
+from streams.kafka.clients import Kafka, kafka_of
 
-__all__ = ["RegistryView", "publish_events", "read_registry", "seed_registry"]
+__all__ = ["RegistryView", "publish_events", "read_registry"]
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ OnChange = Callable[[dict], Awaitable[None] | None]
 
 
 class RegistryView:
-    def __init__(self, bootstrap: str, topic: str, on_change: OnChange | None = None) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: Kafka | str, topic: str, on_change: OnChange | None = None) -> None:
+        self.kafka = kafka_of(kafka)
         self.topic = topic
         self.on_change = on_change
         self.state: dict[str, dict] = {}
@@ -39,8 +39,7 @@ class RegistryView:
 
     async def start(self, follow: bool = True, timeout_s: float = 30.0) -> dict[str, dict]:
         # 100 ms: changes are rare; a shorter wait only makes every idle worker poll the broker more often
-        self.consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                         fetch_max_wait_ms=100, auto_offset_reset="earliest")
+        self.consumer = self.kafka.consumer(enable_auto_commit=False, fetch_max_wait_ms=100, auto_offset_reset="earliest")
         await self.consumer.start()
         try:
             partitions = await self._partitions(timeout_s)
@@ -101,15 +100,15 @@ class RegistryView:
                     log.exception("registry: applying a change failed; the previous models keep serving")
 
 
-async def read_registry(bootstrap: str, topic: str) -> dict[str, dict]:
+async def read_registry(kafka: Kafka | str, topic: str) -> dict[str, dict]:
     """The registry's current state, read once."""
-    return await RegistryView(bootstrap, topic).start(follow=False)
+    return await RegistryView(kafka, topic).start(follow=False)
 
 
-async def publish_events(bootstrap: str, topic: str, events: list[dict], encoding: str = "avro") -> None:
+async def publish_events(kafka: Kafka | str, topic: str, events: list[dict], encoding: str = "avro") -> None:
     """Write ModelEvents (keyed by model id, in order, to partition 0) and wait until the broker has them."""
     codec = codec_for("ModelEvent")
-    producer = AIOKafkaProducer(**kafka_security(), bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = kafka_of(kafka).producer(acks="all", linger_ms=0)
     await producer.start()
     try:
         for record in events:
@@ -117,41 +116,3 @@ async def publish_events(bootstrap: str, topic: str, events: list[dict], encodin
                                          partition=0)
     finally:
         await producer.stop()
-
-
-async def seed_registry(bootstrap: str, spec, store, by: str | None = None) -> dict[str, dict]:
-    """Register the spec's models the registry does not know yet; return the registry's state.
-
-    Run by ``rendezvous up`` and by every worker at start (idempotent: a model already in the
-    registry — promoted, demoted or retired since — is left as the registry says).
-    """
-    from pipelines.registry import spec_events
-
-    topic = f"{spec.name}.control"
-    state = await read_registry(bootstrap, topic)
-    events = spec_events(spec, state, store, by)
-    if events:
-        await publish_events(bootstrap, topic, events)
-        for record in events:
-            state = apply(state, record)
-    return state
-
-
-async def live_pipeline(spec, bootstrap: str, data_dir):
-    """The pipeline as the registry says it is now (seeded from ``spec`` where it knows nothing).
-
-    Also leaves the deployment spec as run in ``DATA_DIR/<pipeline>/pipeline.yaml``, where the
-    ``models`` and ``replay`` commands find the pipeline's deadline and promotion checks.
-    """
-    from pathlib import Path
-
-    import yaml
-
-    from pipelines.registry import ArtifactStore, live_spec, whoami
-
-    store = ArtifactStore(Path(data_dir) / "registry")
-    state = await seed_registry(bootstrap, spec, store, by=whoami())
-    folder = Path(data_dir) / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    return live_spec(spec, state, store)

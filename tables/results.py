@@ -11,20 +11,20 @@ from __future__ import annotations
 import time
 from typing import AsyncIterator, Iterable, Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: F401 (records_until's type)
 
 from schemas.codec import DecodeError, codec_for
-from streams.settings import kafka_security
+from streams.kafka.clients import Kafka, kafka_of
 
 __all__ = ["read_answered", "read_records", "records_until"]
 
 
-async def read_answered(bootstrap: str, topic: str, partitions: Iterable[int], window_s: float) -> dict[str, float]:
+async def read_answered(kafka: Kafka | str, topic: str, partitions: Iterable[int], window_s: float) -> dict[str, float]:
     """request_id -> Result timestamp (ms) for Results published in the last ``window_s`` seconds."""
     tps = [TopicPartition(topic, p) for p in partitions]
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = kafka_of(kafka).consumer(enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -58,9 +58,9 @@ async def records_until(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition
         todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
 
 
-async def read_records(bootstrap: str, topic: str, schema: str) -> list[tuple[int, dict]]:
+async def read_records(kafka: Kafka | str, topic: str, schema: str) -> list[tuple[int, dict]]:
     """Every decodable record of ``topic`` (as ``schema``) up to its current end: (timestamp ms, record)."""
-    consumer = AIOKafkaConsumer(**kafka_security(), bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = kafka_of(kafka).consumer(enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()

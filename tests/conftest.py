@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from streams.broker import KafkaBroker
+from streams.kafka.broker import KafkaBroker
 
 
 def require(tool: str, why: str) -> str:
@@ -32,7 +32,7 @@ def broker(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """Real models trained once per session on River's Agrawal stream: (directory, spec path)."""
-    from pipelines.train import train_demo_models
+    from pipelines.jobs.train import train_demo_models
 
     directory = tmp_path_factory.mktemp("trained")
     return directory, train_demo_models(directory, pipeline="template", n_train=5000)

@@ -1,6 +1,7 @@
 """Rendezvous policies: pure decision code — which answer, given the scores so far, the deadline and a clock.
 
-A new policy is one module with a :class:`Policy` subclass, added to :func:`policy_for`.
+A new policy is one module with a :class:`Policy` subclass and its ``from_spec``, registered in
+``pipelines/plugins.py``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pipelines.policies.base import Accuracy, Decision, Policy, ScoreView
 from pipelines.policies.best_recent import BestRecent
 from pipelines.policies.preference import PreferenceSchedule
 from pipelines.policies.vote import WeightedVote
+from pipelines.plugins import POLICIES, resolve
 from pipelines.spec import PolicySpec
 
 __all__ = ["Bandit", "BestRecent", "Decision", "Policy", "PreferenceSchedule", "ScoreView", "WeightedVote", "policy_for"]
@@ -24,12 +26,6 @@ def policy_for(spec: PolicySpec | str, ranking: Sequence[str], accuracy: Accurac
     ``accuracy`` returns every model's recent (accuracy, labels) from the score state.
     """
     spec = PolicySpec(spec) if isinstance(spec, str) else spec
-    if spec.name == "preference":
-        return PreferenceSchedule(ranking)
-    if spec.name == "vote":
-        return WeightedVote(ranking, spec.weights, accuracy, task)
-    if spec.name == "best_recent":
-        return BestRecent(ranking, accuracy, min_labels)
-    if spec.name == "bandit":
-        return Bandit(ranking, spec)
-    raise KeyError(f"unknown policy {spec.name!r}")
+    if spec.name not in POLICIES:
+        raise KeyError(f"unknown policy {spec.name!r}: one of {', '.join(POLICIES)}")
+    return resolve(POLICIES[spec.name])(spec, ranking, accuracy, task, min_labels)

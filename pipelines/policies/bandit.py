@@ -60,6 +60,10 @@ class Bandit(PreferenceSchedule):
         self.contextual = spec.algorithm == "linucb"
         self._scaler = preprocessing.StandardScaler()
 
+    @classmethod
+    def from_spec(cls, spec, ranking, accuracy, task, min_labels) -> "Bandit":
+        return cls(ranking, spec)
+
     def order(self, features: Mapping[str, Any], set_aside: AbstractSet[str] = frozenset()) -> tuple[str, ...]:
         arms = [m for m in self.ranking if m not in set_aside] or list(self.ranking)
         if len(arms) < 2:

@@ -63,6 +63,11 @@ class Policy:
     def __init__(self, ranking: Sequence[str]) -> None:
         self.ranking = tuple(ranking)
 
+    @classmethod
+    def from_spec(cls, spec, ranking: Sequence[str], accuracy: "Accuracy", task: str, min_labels: int) -> "Policy":
+        """Built from the spec's ``policy`` (a PolicySpec) — what ``pipelines/plugins.py`` registers."""
+        return cls(ranking)
+
     def order(self, features: Mapping[str, Any], set_aside: AbstractSet[str] = frozenset()) -> tuple[str, ...]:
         """The ranking for one request; set-aside models go last (chosen only when nothing else answers)."""
         return _aside_last(self.ranking, set_aside)

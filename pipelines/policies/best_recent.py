@@ -29,6 +29,10 @@ class BestRecent(PreferenceSchedule):
         self.accuracy = accuracy
         self.min_labels = min_labels
 
+    @classmethod
+    def from_spec(cls, spec, ranking, accuracy, task, min_labels) -> "BestRecent":
+        return cls(ranking, accuracy, min_labels)
+
     def order(self, features: Mapping[str, Any], set_aside: AbstractSet[str] = frozenset()) -> tuple[str, ...]:
         known = {m: value for m, (value, n) in self.accuracy().items() if n >= self.min_labels}
         ranked = sorted(self.ranking, key=lambda m: (m not in known, -known.get(m, 0.0)))  # stable: ties keep preference

@@ -33,6 +33,10 @@ class WeightedVote(Policy):
         self.accuracy = accuracy
         self.task = task
 
+    @classmethod
+    def from_spec(cls, spec, ranking, accuracy, task, min_labels) -> "WeightedVote":
+        return cls(ranking, spec.weights, accuracy, task)
+
     def decide(self, scores: Mapping[str, ScoreView], deadline_at_ms: float, now_ms: float,
                down: AbstractSet[str] = frozenset(), ranking: Sequence[str] | None = None) -> Decision | None:
         ranking = self.ranking if ranking is None else ranking

@@ -2,15 +2,17 @@
 
 import asyncio
 
-import faust
+from types import SimpleNamespace
+
 import pytest
 
 from agents import decoy, rendezvous
+from agents.worker import Worker
 from pipelines.spec import PipelineSpec
-from streams.metrics import PipelineMetrics
 from schemas.codec import codec_for
-from streams.settings import Settings
-from streams.topics import PipelineTopics
+from streams.kafka.settings import Settings
+from streams.kafka.transport import StreamApp
+from streams.metrics import PipelineMetrics
 
 SPEC = PipelineSpec.from_dict({"pipeline": "ag", "partitions": 1, "models": [
     {"id": "a", "flavour": "external", "role": "champion", "group": "a"}]})
@@ -50,17 +52,18 @@ def on_topic(tested, topic: str) -> None:
 
 
 @pytest.fixture
-def app(tmp_path):
-    app = faust.App("rdv-test-decoy", broker="rdv://127.0.0.1:1", store="memory://", autodiscover=False,
+def core(tmp_path):
+    app = StreamApp("rdv-test-decoy", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False,
                     datadir=str(tmp_path / "faust"))
-    app.rdv_metrics, app.rdv_before_commit = PipelineMetrics("ag"), []
     settings = Settings.from_env({}, data_dir=tmp_path, broker="kafka://127.0.0.1:1")
-    decoy.register(app, SPEC, settings, PipelineTopics("ag"))
-    rendezvous.register(app, SPEC, settings, PipelineTopics("ag"))
-    return app
+    w = Worker(app, SPEC, settings, metrics=PipelineMetrics("ag"))
+    archive = decoy.register(w)
+    server, _ = rendezvous.register(w, archive)
+    return SimpleNamespace(app=app, archive=archive, metrics=w.metrics, server=server)
 
 
-def test_core_agent__archives_valid_requests_and_opens_their_mailbox_with_the_features(app):
+def test_core_agent__archives_valid_requests_and_opens_their_mailbox_with_the_features(core):
+    app = core.app
     request = {"request_id": "r1", "features": {"x": 1.5}, "deadline_ms": None, "tenant": None,
                "reply_to": None, "sent_at": None}
     raw = codec_for("Request").encode(request)
@@ -74,20 +77,20 @@ def test_core_agent__archives_valid_requests_and_opens_their_mailbox_with_the_fe
 
     table = asyncio.run(scenario())
     assert table.data["r1"]["features"] == {"x": 1.5} and table.data["r1"]["done"] is None
-    assert app.rdv_archive._rows[0][0] == "r1" and app.rdv_archive._rows[0][-1] == raw
+    assert core.archive._rows[0][0] == "r1" and core.archive._rows[0][-1] == raw
 
 
-def test_core_agent__the_commit_hook_takes_the_archive_rows_at_once_a_row_added_while_it_writes_is_kept(app, tmp_path):
+def test_core_agent__the_commit_hook_takes_the_archive_rows_at_once_a_row_added_while_it_writes_is_kept(core, tmp_path):
     """The spool is written off the event loop; its rows are taken when the hook is called, with
     the other snapshots. (The writing thread used to take them itself, racing the loop's appends:
     a row appended to the list it had just written was lost.)"""
     from tables.archive import read_archive
 
-    archive = app.rdv_archive
+    archive = core.archive
     archive.add({"request_id": "r1", "features": {}}, b"1", 0, 1, 1.0)
 
     async def scenario():
-        writes = [hook() for hook in app.rdv_before_commit]  # as streams.transport.write_state does
+        writes = [hook() for hook in core.app.before_commit]  # as streams.kafka.transport.write_state does
         assert archive._rows == []  # taken at the instant of the hook
         archive.add({"request_id": "r2", "features": {}}, b"2", 0, 2, 2.0)  # arrives while it writes
         for write in writes:
@@ -99,7 +102,8 @@ def test_core_agent__the_commit_hook_takes_the_archive_rows_at_once_a_row_added_
     assert sorted(read_archive(tmp_path / "ag" / "archive", features=False)["request_id"]) == ["r1", "r2"]
 
 
-def test_core_agent__bad_bytes_go_to_the_dlq_once_and_the_agent_keeps_going(app):
+def test_core_agent__bad_bytes_go_to_the_dlq_once_and_the_agent_keeps_going(core):
+    app = core.app
     good = codec_for("Request").encode({"request_id": "ok", "features": {"x": 1.0}, "deadline_ms": None,
                                         "tenant": None, "reply_to": None, "sent_at": None})
 
@@ -117,5 +121,5 @@ def test_core_agent__bad_bytes_go_to_the_dlq_once_and_the_agent_keeps_going(app)
     assert [(d["key"], d["stage"]) for d in letters] == [(b"bad", "decode"), (b"nan", "decode")]
     assert "unknown format" in letters[0]["reason"] and letters[0]["payload"] == b"\x00garbage"
     assert "NaN" in letters[1]["reason"]
-    assert [row[0] for row in app.rdv_archive._rows] == ["ok"] and "ok" in app.tables["ag-mailboxes"].data
-    assert app.rdv_metrics._child(app.rdv_metrics._dlq, "decode")._value.get() == 2
+    assert [row[0] for row in core.archive._rows] == ["ok"] and "ok" in app.tables["ag-mailboxes"].data
+    assert core.metrics._child(core.metrics._dlq, "decode")._value.get() == 2

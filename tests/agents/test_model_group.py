@@ -3,7 +3,7 @@
 import asyncio
 from dataclasses import replace
 
-from agents.model_runner import ModelGroup
+from pipelines.scoring import ModelGroup
 from pipelines.flavours import ArtifactError, Model
 from pipelines.spec import ModelSpec
 

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from agents.rendezvous import Rendezvous
+from pipelines.rendezvous import Rendezvous
 from pipelines.spec import PipelineSpec
-from tables.mailboxes import DictStore
+from pipelines.mailbox import DictStore
 
 SPEC = PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "models": [
     {"id": "a", "flavour": "external", "role": "champion", "group": "a"},

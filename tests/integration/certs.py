@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from streams.broker import BrokerTLS
+from streams.kafka.broker import BrokerTLS
 
 __all__ = ["Certificates", "make_certificates"]
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from streams.broker import KafkaBroker, wait_for_broker
-from streams.broker.java import find_java
+from streams.kafka.broker import KafkaBroker, wait_for_broker
+from streams.kafka.broker.java import find_java
 from tests.conftest import require
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from pipelines.train import agrawal_rows
-from streams.broker import free_port, wait_for_broker
+from pipelines.jobs.train import agrawal_rows
+from streams.kafka.broker import free_port, wait_for_broker
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "streams.cli"]

@@ -12,7 +12,7 @@ import pytest
 
 from tables.archive import read_scores
 from tests.conftest import require
-from tests.integration.conftest import make_stack, ready_client, rows
+from streams.testing import make_stack, ready_client, rows
 from tests.integration.test_lifecycle import _wait, cli
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from pipelines.flavours.base import sha256_of
-from pipelines.train import AGRAWAL_FEATURES, agrawal_rows
+from pipelines.jobs.train import AGRAWAL_FEATURES, agrawal_rows
 from tables.registry import read_registry
 from tables.results import records_until
 from tables.archive import read_archive
-from tests.integration.conftest import make_stack, ready_client, rows
+from streams.testing import make_stack, ready_client, rows
 from tests.integration.test_lifecycle import cli
 
 pytestmark = pytest.mark.integration

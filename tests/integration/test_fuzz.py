@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from schemas.codec import MAGIC, codec_for
-from tests.integration.conftest import make_stack, ready_client, rows
+from streams.testing import make_stack, ready_client, rows
 
 pytestmark = pytest.mark.integration
 

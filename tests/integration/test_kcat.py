@@ -18,11 +18,11 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from pipelines.train import agrawal_rows
-from streams.broker import free_port, wait_for_broker
+from pipelines.jobs.train import agrawal_rows
+from streams.kafka.broker import free_port, wait_for_broker
 from tests.conftest import require
 from tests.integration.test_cli import _read_until
-from tests.integration.conftest import make_stack, ready_client
+from streams.testing import make_stack, ready_client
 
 pytestmark = pytest.mark.integration
 

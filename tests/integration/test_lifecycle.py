@@ -12,11 +12,11 @@ from collections import Counter
 import pytest
 
 from pipelines.flavours.base import sha256_of
-from pipelines.train import agrawal_rows
+from pipelines.jobs.train import agrawal_rows
 from pipelines.registry import ArtifactStore, event
 from tables.archive import read_archive, read_scores
 from tables.registry import publish_events, read_registry
-from tests.integration.conftest import all_answered, make_stack, ready_client, rows
+from streams.testing import all_answered, make_stack, ready_client, rows
 
 pytestmark = pytest.mark.integration
 
@@ -144,9 +144,9 @@ def test_lifecycle__tampered_or_unsafe_artifacts_are_refused_and_the_old_version
             blob = store.path(sha)
             blob.parent.mkdir(parents=True, exist_ok=True)
             blob.write_bytes(good.read_bytes()[:-10] + b"0123456789")  # bytes changed after registration
-            state = await read_registry(stack.settings.bootstrap, f"{stack.spec.name}.control")
+            state = await read_registry(stack.settings, f"{stack.spec.name}.control")
             current = state["xgb"]
-            await publish_events(stack.settings.bootstrap, f"{stack.spec.name}.control", [
+            await publish_events(stack.settings, f"{stack.spec.name}.control", [
                 event(stack.spec.name, "xgb", "2", "register", "champion", "xgboost", sha256=sha, group="boosted",
                       features=current["features"], by="attacker")])
             log = stack.log_dir / "group-boosted.log"
@@ -159,7 +159,7 @@ def test_lifecycle__tampered_or_unsafe_artifacts_are_refused_and_the_old_version
             code, out = await cli(stack, "models", "register", "evil", str(unsafe), "--flavour", "sklearn")
             demoted = await cli(stack, "models", "demote", "lr")        # challenger -> shadow
             not_demoted = await cli(stack, "models", "demote", "canary")  # a canary has no lower role
-            state_after = await read_registry(stack.settings.bootstrap, f"{stack.spec.name}.control")
+            state_after = await read_registry(stack.settings, f"{stack.spec.name}.control")
             return (refused, log.read_text(), after, missing, client.received, code, out, state_after,
                     demoted, not_demoted)
         finally:

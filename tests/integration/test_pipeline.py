@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tables.archive import read_archive
-from tests.integration.conftest import all_answered, diagnose_lost, make_stack, ready_client, rows
+from streams.testing import all_answered, diagnose_lost, make_stack, ready_client, rows
 from tests.integration.test_lifecycle import _wait
 
 pytestmark = pytest.mark.integration
@@ -210,7 +210,7 @@ def test_pipeline__open_mailboxes_survive_a_restart_of_the_rendezvous(broker, tr
 
 
 def test_pipeline__metrics_on_their_own_port(broker, trained, tmp_path, run):
-    from streams.broker import free_port
+    from streams.kafka.broker import free_port
 
     port = free_port()
     stack = make_stack(broker, trained, tmp_path, metrics_port=port)

@@ -10,12 +10,12 @@ import subprocess
 import pytest
 
 from features.reference import profile_training_data
-from pipelines.train import AGRAWAL_FEATURES, agrawal_rows
+from pipelines.jobs.train import AGRAWAL_FEATURES, agrawal_rows
 from tables.quality import read_quality
 from tables.registry import read_registry
 from tables.results import read_records
 from tests.conftest import require
-from tests.integration.conftest import make_stack, ready_client, rows
+from streams.testing import make_stack, ready_client, rows
 from tests.integration.test_feedback import _until
 from tests.integration.test_lifecycle import cli
 
@@ -36,7 +36,7 @@ def test_quality__windows_are_validated_bad_values_alerted_and_the_report_render
     assert "quality" in stack.roles
 
     async def quality_records(n: int):
-        records = [r for _, r in await read_records(stack.settings.bootstrap, f"{name}.quality", "Quality")]
+        records = [r for _, r in await read_records(stack.settings, f"{name}.quality", "Quality")]
         return records if len(records) >= n else None
 
     async def scenario():
@@ -74,7 +74,7 @@ def test_quality__windows_are_validated_bad_values_alerted_and_the_report_render
             assert len(read_quality(data_dir / name / "quality")) >= 2  # the quality table
 
             async def retrained():  # decay ran `rendezvous retrain` for the champion (auto_retrain)
-                registry = await read_registry(stack.settings.bootstrap, f"{name}.control")
+                registry = await read_registry(stack.settings, f"{name}.control")
                 return registry.get("xgb-r1")
 
             new = await _until(retrained, 90, interval_s=1.0)

@@ -12,7 +12,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from hypothesis import HealthCheck, given, settings
 
-from tests.integration.conftest import make_stack, ready_client
+from streams.testing import make_stack, ready_client
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ import asyncio
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.broker import KafkaBroker
-from streams.settings import Settings, use_security
+from streams.kafka.broker import KafkaBroker
+from streams.kafka.settings import Settings
 from tests.integration.certs import make_certificates
-from tests.integration.conftest import all_answered, make_stack, ready_client, rows
+from streams.testing import all_answered, make_stack, ready_client, rows
 
 pytestmark = pytest.mark.integration
 
@@ -68,20 +68,18 @@ def test_security__sasl_scram_over_mutual_tls_reaches_every_worker_and_client(se
     assert secure_kafka.protocol == "SASL_SSL"
     stack = make_stack(secure_kafka, trained, tmp_path, deadline_ms=2000, security_protocol="SASL_SSL", **LOGIN,
                        sasl_password="rdv-secret", **_tls(certificates))
-    try:
-        async def scenario():
-            client = await ready_client(stack)  # the test process's own clients log in too
-            try:
-                ids = await client.run_load(rows(100), rate_per_s=100)
-                return ids, await all_answered(client, ids)
-            finally:
-                await client.__aexit__(None, None, None)
 
-        with stack:
-            ids, missing = run(scenario())
-            stack.check_alive()
-        assert not missing, f"{len(missing)} of {len(ids)} requests got no Result over SASL_SSL"
-        topics = asyncio.run(_list_topics(secure_kafka.bootstrap, **stack.settings.kafka_security()))
-        assert f"{stack.spec.name}.results" in topics
-    finally:
-        use_security(Settings())  # the next tests' clients speak plaintext again
+    async def scenario():
+        client = await ready_client(stack)  # the test process's own clients log in too
+        try:
+            ids = await client.run_load(rows(100), rate_per_s=100)
+            return ids, await all_answered(client, ids)
+        finally:
+            await client.__aexit__(None, None, None)
+
+    with stack:
+        ids, missing = run(scenario())
+        stack.check_alive()
+    assert not missing, f"{len(missing)} of {len(ids)} requests got no Result over SASL_SSL"
+    topics = asyncio.run(_list_topics(secure_kafka.bootstrap, **stack.settings.kafka_security()))
+    assert f"{stack.spec.name}.results" in topics

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from streams.topics import PipelineTopics, delete_pipeline, ensure_topics
+from streams.kafka.topics import PipelineTopics, delete_pipeline, ensure_topics
 
 pytestmark = pytest.mark.integration
 

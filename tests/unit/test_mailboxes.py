@@ -3,7 +3,8 @@
 import asyncio
 import json
 
-from tables.mailboxes import TableStore, close_mailbox, new_mailbox
+from pipelines.mailbox import close_mailbox, new_mailbox
+from tables.mailboxes import TableStore
 from pipelines.policies import Decision
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.rendezvous import Rendezvous
+from pipelines.rendezvous import Rendezvous
 from pipelines.spec import PipelineSpec
-from streams.metrics import LagMonitor, state_gauges
-from tables.mailboxes import DictStore
+from streams.metrics import LagMonitor, PipelineMetrics, state_gauges
+from pipelines.mailbox import DictStore
 
 ROOT = Path(__file__).parents[2]
 SPEC = PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "models": [
@@ -41,7 +41,7 @@ def samples(text: str) -> dict[tuple, float]:
 
 def busy_server(tmp_path):
     clock = Clock()
-    server = Rendezvous(SPEC, DictStore(), clock=clock, miss_limit=5)
+    server = Rendezvous(SPEC, DictStore(), clock=clock, miss_limit=5, metrics=PipelineMetrics(SPEC.name))
     server.on_request({"request_id": "r1", "features": {"x": 1.0}}, 0)
     clock.now += 4
     server.on_scores([score("r1", "a", latency_ms=3.0), score("r1", "c", latency_ms=0.2)], 0)  # a answers at once

@@ -86,7 +86,7 @@ def test_quality__gx_keeps_only_the_newest_validation_results(tmp_path):
 
     from features.profile import build_profile
     from features.quality import QualityMonitor
-    from pipelines.train import AGRAWAL_FEATURES, agrawal_rows
+    from pipelines.jobs.train import AGRAWAL_FEATURES, agrawal_rows
 
     frame = pd.DataFrame([x for x, _ in agrawal_rows(1000)])
     monitor = QualityMonitor("p", build_profile(frame, list(AGRAWAL_FEATURES)), tmp_path / "gx", keep_results=2)

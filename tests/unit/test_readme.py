@@ -29,7 +29,7 @@ def test_readme__every_rendezvous_command_in_the_table_exists():
 
 
 def test_readme__every_setting_documented_is_one_we_read():
-    from streams.settings import Settings
+    from streams.kafka.settings import Settings
 
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"`(RDV_[A-Z_]+)`", readme)) - {"RDV_REQUIRE_ALL"}

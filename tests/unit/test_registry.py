@@ -9,7 +9,7 @@ from pipelines.flavours import ArtifactError, load_model
 from pipelines.registry import (ArtifactStore, RegistryError, apply, demote, event, live_spec, promote, retire,
                                 spec_events, to_model_spec)
 from pipelines.spec import load_spec
-from pipelines.train import agrawal_rows, train_demo_models
+from pipelines.jobs.train import agrawal_rows, train_demo_models
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from pipelines.checks import promotion_checks
+from pipelines.promotion import promotion_checks
 from pipelines.flavours import load_model
-from pipelines.replay import recorded_report, replay, save_report
+from pipelines.jobs.replay import recorded_report, replay, save_report
 from pipelines.spec import PipelineSpec, load_spec
-from pipelines.train import agrawal_rows, train_demo_models
+from pipelines.jobs.train import agrawal_rows, train_demo_models
 from tables.archive import ParquetArchive, ScoreArchive, read_archive, read_scores
 
 

@@ -6,9 +6,10 @@ import pytest
 import xgboost as xgb
 
 from pipelines.flavours import sklearn as sk_flavour, xgboost as xgb_flavour
-from pipelines.retrain import beats, labelled_rows, retrain
+from pipelines.jobs.retrain import labelled_rows, retrain
+from pipelines.promotion import beats
 from pipelines.spec import ModelSpec
-from pipelines.train import AGRAWAL_FEATURES, agrawal_rows
+from pipelines.jobs.train import AGRAWAL_FEATURES, agrawal_rows
 
 
 def archive_and_feedback(n: int, function: int):

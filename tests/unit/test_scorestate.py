@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tables.scorestate import ScoreBook, correct
+from pipelines.scorebook import ScoreBook, correct
 
 
 def ok(prediction, latency_ms=1.0):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import NoBrokerError, Settings, kafka_bootstrap
+from streams.kafka.settings import NoBrokerError, Settings, kafka_bootstrap
 
 
 def test_settings__read_from_environment_with_types():
@@ -34,11 +34,11 @@ def test_settings__kafka_urls_become_bootstrap_lists():
 
 
 def test_topics__changelog_names_match_what_faust_derives(tmp_path):
-    from streams.topics import PipelineTopics
+    from streams.kafka.topics import PipelineTopics
 
     from pipelines.spec import PipelineSpec
     from streams.app import create_app
-    from streams.settings import Settings
+    from streams.kafka.settings import Settings
 
     spec = PipelineSpec.from_dict({"pipeline": "loans", "models": [{"id": "x", "flavour": "external", "role": "champion"}]})
     app = create_app(spec, Settings(broker="kafka://127.0.0.1:1", data_dir=tmp_path), role="core")

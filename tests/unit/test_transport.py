@@ -1,16 +1,13 @@
-"""The rdv:// transport is found through Faust's entry points and passes our fetch wait."""
+"""StreamApp builds our transport, which passes the app's fetch settings and acks only what was handled."""
 
 import asyncio
 
-import faust
-
-from streams.transport import Consumer, Transport
+from streams.kafka.transport import Consumer, StreamApp, Transport
 
 
-def test_transport__rdv_scheme_selects_our_transport_with_our_fetch_wait():
-    app = faust.App("rdv-test-transport", broker="rdv://127.0.0.1:1", autodiscover=False)
-    app.rdv_fetch_max_wait_ms = 7
-    assert isinstance(app.transport, Transport)
+def test_transport__the_app_builds_our_transport_with_its_fetch_wait():
+    app = StreamApp("rdv-test-transport", broker="kafka://127.0.0.1:1", autodiscover=False, fetch_max_wait_ms=7)
+    assert isinstance(app.transport, Transport) and isinstance(app.producer_transport, Transport)
     consumer = app.consumer
     assert isinstance(consumer, Consumer)
 
@@ -25,7 +22,7 @@ def test_transport__no_ack_is_recorded_while_the_flow_is_suspended():
     """Faust acks messages its streams skip during a stop/rebalance; committing them lost requests."""
     from faust.types import TP, Message
 
-    app = faust.App("rdv-test-acks", broker="rdv://127.0.0.1:1", autodiscover=False)
+    app = StreamApp("rdv-test-acks", broker="kafka://127.0.0.1:1", autodiscover=False)
     consumer = app.consumer
 
     def message(offset, generation):
@@ -46,7 +43,7 @@ def test_transport__no_ack_is_recorded_while_the_flow_is_suspended():
 
 
 def _consumer(name):
-    app = faust.App(name, broker="rdv://127.0.0.1:1", autodiscover=False)
+    app = StreamApp(name, broker="kafka://127.0.0.1:1", autodiscover=False)
     app.consumer_generation_id = 1
     return app.consumer
 
@@ -120,8 +117,8 @@ def test_transport__the_producer_is_idempotent_when_the_settings_ask():
     """A batch retried after a broker crash must be written once (a request got a second Result)."""
     made = {}
     for idempotent in (True, False):
-        app = faust.App(f"rdv-test-idempotence-{idempotent}", broker="rdv://127.0.0.1:1", autodiscover=False)
-        app.rdv_idempotence = idempotent
+        app = StreamApp(f"rdv-test-idempotence-{idempotent}", broker="kafka://127.0.0.1:1", autodiscover=False,
+                        idempotence=idempotent)
 
         async def build():  # aiokafka producers are created inside a running loop
             return app.producer._new_producer()

@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.rendezvous import Rendezvous
+from pipelines.rendezvous import Rendezvous
 from pipelines.flavours import load_model
 from pipelines.flavours.base import score_record
 from pipelines.spec import PipelineSpec, load_spec
-from pipelines.train import agrawal_rows, train_demo_models
+from pipelines.jobs.train import agrawal_rows, train_demo_models
 from schemas.codec import codec_for
 from tables.archive import ParquetArchive, ScoreArchive
-from tables.mailboxes import DictStore
+from pipelines.mailbox import DictStore
 
 __all__ = ["SampleRun", "run_sample"]
 

@@ -1,9 +1,19 @@
-"""Checks a candidate must pass before ``rendezvous models promote`` changes anything.
+"""When a candidate may replace the champion: checks before a promotion, and the live rule.
 
-It loads (verified bytes, safe loader), it reads only features the pipeline has, it meets the
-pipeline's latency budget, and on replayed traffic it agrees enough with the current champion
-(and is accurate enough on feedback, when the spec asks and there is feedback). Pure: the
-caller does the loading and the replay and passes what came out.
+:func:`promotion_checks` — what a candidate must pass before ``rendezvous models promote``
+changes anything: it loads (verified bytes, safe loader), it reads only features the pipeline
+has, it meets the pipeline's latency budget, and on replayed traffic it agrees enough with the
+current champion (and is accurate enough on feedback, when the spec asks and there is feedback).
+Pure: the caller (``pipelines/jobs/lifecycle.py``) loads and replays and passes what came out.
+
+:func:`beats` — the auto-promotion rule: on live feedback, a candidate replaces the champion
+only when it is right where the champion is wrong significantly more often than the reverse —
+McNemar's exact test on the requests both scored, one-sided, at the stated confidence.
+
+>>> beats(champion_only=10, candidate_only=30, confidence=0.95)[0]
+True
+>>> beats(champion_only=18, candidate_only=22, confidence=0.95)[0]
+False
 """
 
 from __future__ import annotations
@@ -11,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from pipelines.replay import ReplayReport
 from pipelines.spec import PipelineSpec
 
-__all__ = ["Check", "promotion_checks", "summary"]
+__all__ = ["Check", "beats", "promotion_checks", "summary"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +34,9 @@ class Check:
 
 
 def promotion_checks(model_id: str, features: Iterable[str], pipeline: PipelineSpec, known_features: Iterable[str],
-                     load_error: str | None, report: ReplayReport | None, reference: str | None) -> list[Check]:
-    """``reference``: the model to agree with (the current champion), ``None`` when there is none."""
+                     load_error: str | None, report, reference: str | None) -> list[Check]:
+    """``report``: the candidate's replay (``pipelines.jobs.replay.ReplayReport``), ``None`` when it
+    did not load; ``reference``: the model to agree with (the current champion), ``None`` when there is none."""
     checks = [Check("loads", load_error is None, load_error or "artifact verified and loaded")]
     features, known = list(features), set(known_features)
     unknown = [f for f in features if f not in known]
@@ -65,3 +75,14 @@ def promotion_checks(model_id: str, features: Iterable[str], pipeline: PipelineS
 
 def summary(checks: list[Check]) -> str:
     return "; ".join(f"{c.name}: {'ok' if c.ok else 'FAILED'} ({c.detail})" for c in checks)
+
+
+def beats(champion_only: int, candidate_only: int, confidence: float, min_discordant: int = 20) -> tuple[bool, float]:
+    """(whether the candidate is better, the p-value); ``*_only``: requests only that model got right."""
+    from scipy.stats import binomtest
+
+    n = champion_only + candidate_only
+    if n == 0:
+        return False, 1.0
+    p_value = float(binomtest(candidate_only, n, 0.5, alternative="greater").pvalue)
+    return n >= min_discordant and p_value <= 1.0 - confidence, p_value

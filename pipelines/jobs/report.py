@@ -43,9 +43,9 @@ async def write_report(pipeline: str, settings, out: Path) -> Path:
     quality = read_quality(folder / "quality")
     results, feedback, dead = [], {}, []
     if settings.broker:
-        results = await read_records(settings.bootstrap, f"{pipeline}.results", "Result")
-        feedback = {r["request_id"]: r["label"] for _, r in await read_records(settings.bootstrap, f"{pipeline}.feedback", "Feedback")}
-        dead = await read_records(settings.bootstrap, f"{pipeline}.dlq", "DeadLetter")
+        results = await read_records(settings, f"{pipeline}.results", "Result")
+        feedback = {r["request_id"]: r["label"] for _, r in await read_records(settings, f"{pipeline}.feedback", "Feedback")}
+        dead = await read_records(settings, f"{pipeline}.dlq", "DeadLetter")
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     sections = [

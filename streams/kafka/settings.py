@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["Settings", "NoBrokerError", "kafka_bootstrap", "kafka_security", "use_security"]
+__all__ = ["Settings", "NoBrokerError", "kafka_bootstrap"]
 
 
 class NoBrokerError(RuntimeError):
@@ -72,8 +72,8 @@ class Settings:
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
     def kafka_security(self) -> dict:
-        """Keyword arguments for every aiokafka client (the same reach Faust through
-        :meth:`faust_credentials`); empty for a plaintext broker."""
+        """Keyword arguments for every aiokafka client (:class:`streams.kafka.clients.Kafka` passes
+        them; Faust gets the same through :meth:`faust_credentials`); empty for a plaintext broker."""
         protocol = self.security_protocol.upper()
         if protocol not in PROTOCOLS:
             raise ValueError(f"RDV_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of {PROTOCOLS}")
@@ -113,21 +113,6 @@ class Settings:
 
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-
-
-_ACTIVE: list = []  # the Settings a process chose with use_security()
-
-
-def use_security(settings: "Settings") -> None:
-    """Make ``settings``' broker security the one every client of this process uses (the CLI, a
-    Stack and the benchmarks call this; workers read it from their environment)."""
-    _ACTIVE[:] = [settings]
-
-
-def kafka_security() -> dict:
-    """:meth:`Settings.kafka_security` for clients made where no Settings is at hand: the one chosen
-    with :func:`use_security`, else the environment's."""
-    return (_ACTIVE[0] if _ACTIVE else Settings.from_env()).kafka_security()
 
 
 _TYPES = {"broker": str}

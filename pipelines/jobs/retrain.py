@@ -4,16 +4,8 @@ The archive (every request exactly as the models saw it) joined with ``{p}.feedb
 labelled rows in arrival order. The oldest ``1 - holdout`` train a fresh model with the current
 one's hyperparameters (scikit-learn: ``clone`` of the estimator; XGBoost: its objective, the
 depth of its trees and its number of rounds); the most recent ``holdout`` judge it against the current
-champion. The candidate is then registered as a shadow by the command (``rendezvous retrain``).
-
-:func:`beats` is the auto-promotion rule: on live feedback, a candidate replaces the champion
-only when it is right where the champion is wrong significantly more often than the reverse —
-McNemar's exact test on the requests both scored, one-sided, at the stated confidence.
-
->>> beats(champion_only=10, candidate_only=30, confidence=0.95)[0]
-True
->>> beats(champion_only=18, candidate_only=22, confidence=0.95)[0]
-False
+champion. The candidate is then registered as a shadow (``pipelines/jobs/lifecycle.retrain``,
+run by ``rendezvous retrain`` and by the quality worker on decay).
 """
 
 from __future__ import annotations
@@ -25,18 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["RetrainResult", "beats", "labelled_rows", "retrain"]
-
-
-def beats(champion_only: int, candidate_only: int, confidence: float, min_discordant: int = 20) -> tuple[bool, float]:
-    """(whether the candidate is better, the p-value); ``*_only``: requests only that model got right."""
-    from scipy.stats import binomtest
-
-    n = champion_only + candidate_only
-    if n == 0:
-        return False, 1.0
-    p_value = float(binomtest(candidate_only, n, 0.5, alternative="greater").pvalue)
-    return n >= min_discordant and p_value <= 1.0 - confidence, p_value
+__all__ = ["RetrainResult", "labelled_rows", "retrain"]
 
 
 def labelled_rows(archive: pd.DataFrame, feedback: dict[str, Any], features: list[str]) -> pd.DataFrame:

@@ -1,8 +1,8 @@
-"""A Faust transport (URL scheme ``rdv://``) that is aiokafka with these corrections.
+"""The Faust app every worker runs (:class:`StreamApp`) and its transport: aiokafka with these corrections.
 
 1. Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500`` and ``fetch_min_bytes=1``.
-   This consumer passes ``app.rdv_fetch_max_wait_ms`` and ``app.rdv_fetch_min_bytes``: fewer,
-   fuller fetches under load (``RDV_FETCH_*``, measured in BENCHMARKS.md).
+   This consumer passes the app's ``fetch_max_wait_ms`` and ``fetch_min_bytes`` (``RDV_FETCH_*``,
+   measured in BENCHMARKS.md).
 2. While a worker stops or rebalances, Faust suspends its flow control, and a stream that
    pulls a message then *skips* it — and acknowledges it as if processed (faust/streams.py,
    ``_c_aiter``: ``do_ack or value is skipped_value``). The consumer then commits past a
@@ -10,14 +10,14 @@
    records no acknowledgement while the flow is suspended (or from an older generation):
    such messages are delivered again after the restart or rebalance — at least once, never
    lost; every sink of ours is idempotent per request_id.
-3. Before every offset commit the consumer runs the app's ``rdv_before_commit`` hooks: the
+3. Before every offset commit the consumer runs the app's ``before_commit`` hooks: the
    core hands its changed mailboxes, its score state and the decoy's buffered archive rows to
    the producer or to disk there, and Faust then flushes the producer and commits — so state
    that an offset covers is never only in memory, and writes need not happen per event. Each
    hook is a plain callable that takes its snapshot when called and returns what to await:
    all are called first, with no event handled in between, so the mailboxes (a label's
    "received" flag) and the score state (the label counted) are taken at one instant. The same
-   snapshot is written when a rebalance revokes partitions (streams/app.py): Faust then drops
+   snapshot is written when a rebalance revokes partitions (:class:`StreamApp`): Faust then drops
    the acknowledgements it had not committed, and those events come again — to a state that
    already holds them, and says so (a label already received, a request already open).
 
@@ -39,32 +39,66 @@
 5. Faust's producer is idempotent only inside transactions. Without it, a batch the broker wrote
    but could not acknowledge before it crashed is written again when the producer retries: a
    request got a second Result when the broker was SIGKILLed under load (tests/reliability).
-   This producer is idempotent when ``app.rdv_idempotence`` is set (``RDV_PRODUCER_IDEMPOTENCE``,
+   This producer is idempotent when the app's ``idempotence`` is set (``RDV_PRODUCER_IDEMPOTENCE``,
    on by default).
 
-Registered in the ``faust.transports`` entry-point namespace (pyproject.toml), Faust's own
-plug-in point.
+:class:`StreamApp` builds this transport itself (no entry point, no URL scheme of its own) and
+declares what it reads: the fetch settings, idempotence and the commit hooks, typed, set once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable
 
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.consumer import ensure_TP
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Transport", "DEFAULT_FETCH_MAX_WAIT_MS", "write_state"]
+__all__ = ["CommitHook", "StreamApp", "Transport", "write_state"]
 
-DEFAULT_FETCH_MAX_WAIT_MS = 10
+CommitHook = Callable[[], Awaitable[None]]
+"""Takes its snapshot when called; what it returns is awaited to write it (see point 3)."""
 
 
-async def write_state(app) -> None:
-    """Run the app's ``rdv_before_commit`` hooks: every snapshot is taken first, at one instant,
+class StreamApp(faust.App):
+    """``faust.App`` with what this transport reads declared on it (instead of loose attributes):
+
+    * ``fetch_max_wait_ms`` / ``fetch_min_bytes`` — every consumer's fetch (point 1);
+    * ``idempotence`` — the producer's (point 5);
+    * ``before_commit`` — the commit hooks (point 3); agents add theirs when they register.
+
+    The broker URL is plain ``kafka://host:port``: the transport is built here, not looked up by scheme.
+    """
+
+    def __init__(self, *args, fetch_max_wait_ms: int = 100, fetch_min_bytes: int = 1, idempotence: bool = True,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
+        self.idempotence = idempotence
+        self.before_commit: list[CommitHook] = []
+
+        @self.on_partitions_revoked.connect
+        async def _write_state_on_revoke(app, revoked, **kwargs):
+            # after Faust's own producer flush: whoever takes a partition over recovers this state
+            await write_state(app)
+            await app.producer.flush()
+
+    def _new_transport(self):
+        return Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self):
+        return Transport(self.conf.broker_producer, self)
+
+
+async def write_state(app: StreamApp) -> None:
+    """Run the app's ``before_commit`` hooks: every snapshot is taken first, at one instant,
     then all are handed to the producer (or disk). Before every commit, and on every revoke."""
-    writes = [hook() for hook in getattr(app, "rdv_before_commit", ())]
+    writes = [hook() for hook in app.before_commit]
     for write in writes:
         await write
 
@@ -74,8 +108,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # aiokafka keeps the constructor argument here and hands it to its fetcher at
         # start(); tests/unit/test_transport.py fails if a release renames it.
-        consumer._fetch_max_wait_ms = getattr(self.app, "rdv_fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
-        consumer._fetch_min_bytes = getattr(self.app, "rdv_fetch_min_bytes", 1)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        consumer._fetch_min_bytes = self.app.fetch_min_bytes
         return consumer
 
 
@@ -140,7 +174,7 @@ class Producer(faust_aiokafka.Producer):
     def _settings_extra(self):
         """Idempotent when the app asks for it (5. above); Faust's transactional settings otherwise."""
         extra = dict(super()._settings_extra())
-        if getattr(self.app, "rdv_idempotence", False):
+        if self.app.idempotence:
             extra.update(acks="all", enable_idempotence=True)
         return extra
 

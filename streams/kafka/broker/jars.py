@@ -10,7 +10,7 @@ jar is refused, deleted and fetched again; a download that does not match is nev
 
 Maintainers make the lock of a new Kafka release with Maven, once::
 
-    python -m streams.broker.jars lock 4.2.0
+    python -m streams.kafka.broker.jars lock 4.2.0
 
 >>> jar = Jar.parse("org.apache.kafka:kafka_2.13:4.1.1 " + "0" * 64 + " 6")
 >>> jar.url("https://repo1.maven.org/maven2")
@@ -86,7 +86,7 @@ def read_lock(version: str = KAFKA_VERSION, path: Path | None = None) -> list[Ja
         known = sorted(p.stem.removeprefix("kafka-") for p in HERE.glob("kafka-*.lock"))
         raise JarError(f"no lock file for Apache Kafka {version} (RDV_KAFKA_VERSION); locked versions: "
                        f"{', '.join(known) or 'none'}. A maintainer makes one with "
-                       f"`python -m streams.broker.jars lock {version}` (needs Maven).")
+                       f"`python -m streams.kafka.broker.jars lock {version}` (needs Maven).")
     lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
     return [Jar.parse(line) for line in lines if line]
 
@@ -218,7 +218,7 @@ def write_lock(version: str, repo: str = DEFAULT_REPOSITORY, pom: Path = HERE / 
             jars.append(Jar(group, artifact, jar_version, _sha256(path), path.stat().st_size))
     out = lock_path(version)
     header = (f"# Apache Kafka {version}: every jar of a single-node KRaft broker, from Maven Central.\n"
-              f"# group:artifact:version sha256 size — made by `python -m streams.broker.jars lock {version}`\n")
+              f"# group:artifact:version sha256 size — made by `python -m streams.kafka.broker.jars lock {version}`\n")
     out.write_text(header + "".join(jar.line() + "\n" for jar in jars))
     return out
 
@@ -226,7 +226,7 @@ def write_lock(version: str, repo: str = DEFAULT_REPOSITORY, pom: Path = HERE / 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m streams.broker.jars", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m streams.kafka.broker.jars", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     lock = sub.add_parser("lock", help="maintainers: write kafka-VERSION.lock for a Kafka release (needs Maven)")
     lock.add_argument("version")

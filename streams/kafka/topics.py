@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: F401 (the helpers' type)
 from aiokafka.errors import GroupIdNotFound, KafkaError, NonEmptyGroup, for_code
-from streams.settings import kafka_security
+from streams.kafka.clients import Kafka, kafka_of
 
 __all__ = ["PipelineTopics", "TopicMismatch", "delete_pipeline", "ensure_topics"]
 
@@ -47,10 +47,10 @@ class PipelineTopics:
         return [f"{self.app_id('core')}-{self.table(name)}-changelog" for name in TABLES]
 
 
-async def ensure_topics(bootstrap: str, pipeline: str, partitions: int, replication: int = 1) -> list[str]:
+async def ensure_topics(kafka: Kafka | str, pipeline: str, partitions: int, replication: int = 1) -> list[str]:
     """Create the pipeline's missing topics; fail if an existing one has another partition count."""
     topics = PipelineTopics(pipeline)
-    admin = AIOKafkaAdminClient(**kafka_security(), bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = kafka_of(kafka).admin(request_timeout_ms=15000)
     await admin.start()
     try:
         names = topics.all() + topics.changelogs()
@@ -73,12 +73,12 @@ async def ensure_topics(bootstrap: str, pipeline: str, partitions: int, replicat
         await admin.close()
 
 
-async def delete_pipeline(bootstrap: str, pipeline: str, timeout_s: float = 30.0) -> list[str]:
+async def delete_pipeline(kafka: Kafka | str, pipeline: str, timeout_s: float = 30.0) -> list[str]:
     """Delete every topic of ``pipeline`` (its own, its workers' changelogs and Faust's internal ones)
     and its workers' consumer groups, and wait until they are gone. The demo starts from nothing so
     on a broker that keeps its log; no worker of the pipeline may be running."""
     topics = PipelineTopics(pipeline)
-    admin = AIOKafkaAdminClient(**kafka_security(), bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = kafka_of(kafka).admin(request_timeout_ms=15000)
     await admin.start()
     try:
         prefixes = (f"{pipeline}.", f"{topics.app_id('core')}-", f"{topics.app_id('group:')}")  # rdv-P-core-…, rdv-P-group-…

@@ -1,7 +1,7 @@
 """Apache Kafka 4.x as a child process: a single-node KRaft broker on a loopback port.
 
 The same broker for the demo, development, the tests and the benchmarks (README "Brokers"):
-Java from :mod:`streams.broker.java`, jars from :mod:`streams.broker.jars`, its log under
+Java from :mod:`streams.kafka.broker.java`, jars from :mod:`streams.kafka.broker.jars`, its log under
 ``data_dir`` (kept across restarts: a broker started again on the same directory has every
 topic, committed offset and changelog it had). :meth:`KafkaBroker.start` returns once the broker
 answers a metadata request, :meth:`KafkaBroker.stop` ends it (SIGTERM, then SIGKILL).
@@ -22,9 +22,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.broker.java import find_java
-from streams.broker.jars import KAFKA_VERSION, ensure_jars
-from streams.settings import kafka_security
+from streams.kafka.broker.java import find_java
+from streams.kafka.broker.jars import KAFKA_VERSION, ensure_jars
 
 __all__ = ["BrokerError", "BrokerTLS", "JVM_OPTS", "KafkaBroker", "free_port", "jvm_options", "port_or_free",
            "wait_for_broker"]
@@ -71,8 +70,7 @@ def port_or_free(port: int) -> int:
 async def _ping(bootstrap: str, security: dict | None = None) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    security = kafka_security() if security is None else security
-    admin = AIOKafkaAdminClient(**security, bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**(security or {}), bootstrap_servers=bootstrap, request_timeout_ms=3000)
     await admin.start()
     try:
         await admin.list_topics()
@@ -83,7 +81,7 @@ async def _ping(bootstrap: str, security: dict | None = None) -> None:
 def wait_for_broker(bootstrap: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None,
                     security: dict | None = None) -> None:
     """Block until ``bootstrap`` answers a metadata request (or fail with the reason); ``security``:
-    aiokafka's keyword arguments (default: this process's, streams.settings.kafka_security)."""
+    aiokafka's TLS / SASL keyword arguments (``Kafka.security``; none: plaintext)."""
     deadline = time.monotonic() + timeout_s
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
