@@ -24,13 +24,14 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from benchmarks import e2e
+from streams.kafka.transport import StreamApp
 
 START, END = "<!-- fetch_path:start -->", "<!-- fetch_path:end -->"
 
 
 def _consumer(kind: str):
-    app = faust.App(f"rdv-bench-fetch-{kind}", broker="rdv://127.0.0.1:1" if kind == "ours" else "kafka://127.0.0.1:1",
-                    autodiscover=False)
+    make = StreamApp if kind == "ours" else faust.App  # ours builds its own transport
+    app = make(f"rdv-bench-fetch-{kind}", broker="kafka://127.0.0.1:1", autodiscover=False)
     app.consumer_generation_id = 1
     consumer = app.consumer
     assert (type(consumer) is faust_aiokafka.Consumer) == (kind == "faust")
