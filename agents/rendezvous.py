@@ -45,6 +45,11 @@ def register(w: Worker, archive: ParquetArchive,
                         metrics=w.metrics)
     scores_archive = ScoreArchive(settings.data_dir / spec.name / "scores", settings.archive_flush_rows)
 
+    def settled() -> bool:
+        """Not in a rebalance: the partitions this worker holds are its own (another worker may be
+        taking some over; a deadline decided now could answer a request twice)."""
+        return not app.rebalancing and not app.in_recovery
+
     def follow(live: PipelineSpec) -> None:
         before = server.policy.ranking
         server.update(live)
@@ -101,12 +106,9 @@ def register(w: Worker, archive: ParquetArchive,
                 out = []
                 log.exception("rendezvous failed on %s@%s", message.topic, message.offset)
                 await dead_letters.send(event, f"{type(exc).__name__}: {exc}", "decide")
+            if server.overdue() and settled():  # under load the timer waits behind events: not the deadlines
+                out += server.due()
             await publish(out)
-
-    def settled() -> bool:
-        """Not in a rebalance: the partitions this worker holds are its own (another worker may be
-        taking some over; a deadline decided now could answer a request twice)."""
-        return not app.rebalancing and not app.in_recovery
 
     @app.timer(settings.tick_ms / 1000.0, name=f"{spec.name}-deadlines")
     async def deadlines():

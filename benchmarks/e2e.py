@@ -54,8 +54,11 @@ def running_broker(url: str | None, workdir: Path) -> Iterator[str]:
         yield broker.url
 
 
-async def measure_rate(client: PipelineClient, pool: list[dict], rate: float, duration_s: float, slo_ms: float) -> dict:
-    """Offer ``rate`` requests/s for ``duration_s`` (open loop) and wait for every Result."""
+async def measure_rate(client: PipelineClient, pool: list[dict], rate: float, duration_s: float, slo_ms: float,
+                       deadline_ms: float | None = None) -> dict:
+    """Offer ``rate`` requests/s for ``duration_s`` (open loop) and wait for every Result. With the
+    pipeline's ``deadline_ms``: ``overshoot_p99``, how long after its deadline a timeout was decided
+    (the rendezvous' own clock: the Result's latency minus the deadline)."""
     n = max(1, int(rate * duration_s))
     started = time.perf_counter()
     ids = await client.run_load((pool[i % len(pool)] for i in range(n)), rate)
@@ -67,12 +70,18 @@ async def measure_rate(client: PipelineClient, pool: list[dict], rate: float, du
            "p50": percentile(lat, 50), "p99": percentile(lat, 99), "p999": percentile(lat, 99.9),
            "duplicates": client.received.duplicates}
     row["sustained"] = row["lost"] == 0 and row["timeouts"] <= 0.01 * n and row["p99"] <= slo_ms
+    late = [client.received.results[i]["latency_ms"] - deadline_ms for i in ids
+            if deadline_ms is not None and client.received.results.get(i, {}).get("status") == "timeout"]
+    row["overshoot_p99"] = percentile(late, 99) if late else None
     return row
 
 
 def describe(row: dict) -> str:
+    overshoot = row.get("overshoot_p99")
     return (f"  {row['rate']:>6.0f}/s  p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms  p99.9 {row['p999']:6.1f} ms"
-            f"  timeouts {row.get('timeouts', 0)}  lost {row['lost']}  {'ok' if row['sustained'] else 'NOT sustained'}")
+            f"  timeouts {row.get('timeouts', 0)}"
+            + (f" (decided {overshoot:.1f} ms after the deadline, p99)" if overshoot is not None else "")
+            + f"  lost {row['lost']}  {'ok' if row['sustained'] else 'NOT sustained'}")
 
 
 async def warm_up(stack: Stack, client: PipelineClient, pool: list[dict], warmup_s: float) -> None:
@@ -88,7 +97,7 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
     async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding) as client:
         await warm_up(stack, client, pool, warmup_s)
         for rate in rates:
-            row = await measure_rate(client, pool, rate, duration_s, slo_ms)
+            row = await measure_rate(client, pool, rate, duration_s, slo_ms, stack.spec.deadline_ms)
             log(describe(row))
             rows_out.append(row)
             if row["lost"] or row["p99"] > 5 * slo_ms:  # far past saturation: higher rates say nothing new

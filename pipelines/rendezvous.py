@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Callable
 
 from features.decay import ErrorDrift
@@ -67,6 +67,7 @@ class Rendezvous:
         self.orphan_grace_ms = orphan_grace_ms
         self._orphans: list[tuple[float, str]] = []
         self._expiry: list[tuple[float, str]] = []  # (when a closed mailbox may be forgotten, request id)
+        self.overshoots: deque[float] = deque(maxlen=10_000)  # ms past the deadline of deadline decisions, recent
 
     def _policy(self, spec: PipelineSpec):
         return policy_for(spec.policy, spec.ranking, self.book.accuracy, spec.task, spec.fallback.min_labels)
@@ -181,6 +182,11 @@ class Rendezvous:
         file_score(box, score)
         self.mailboxes.save(rid, box)  # the scores an offset commit covers are in the changelog
         return box
+
+    def overdue(self, now: float | None = None) -> bool:
+        """Is a deadline or an orphan's grace already past? (A heap peek: cheap after every event.)"""
+        now = self.clock() if now is None else now
+        return bool(self._deadlines and self._deadlines[0][0] <= now or self._orphans and self._orphans[0][0] <= now)
 
     def due(self) -> list[tuple]:
         """Decide every mailbox whose deadline passed, and every orphan.
@@ -332,6 +338,10 @@ class Rendezvous:
                                                        box["meta"].get("ranking"))
         if decision is None:
             return []
+        if decision.by_deadline:  # decided because its deadline passed: how much later than it
+            overshoot = max(0.0, now - box["deadline_at"])
+            self.overshoots.append(overshoot)
+            self.metrics.overshoot(overshoot / 1000.0)
         if decision.missing:
             self.metrics.missed(decision.missing)
             self.alerts += self.fallback.missed(decision.missing)

@@ -35,6 +35,8 @@ LAG_INTERVAL_S = 5.0
 # seconds: a model answers in ~0.1-50 ms; a Result within the deadline (100 ms by default) or at it
 SCORE_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0)
 RESULT_BUCKETS = (.001, .0025, .005, .01, .015, .02, .03, .05, .075, .1, .15, .25, .5, 1.0, 2.5)
+# seconds past a request's deadline at which it was decided (the goal: 5 ms at the p99)
+OVERSHOOT_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1.0)
 
 
 class PipelineMetrics(Telemetry):
@@ -68,6 +70,9 @@ class PipelineMetrics(Telemetry):
                                namespace=NS, registry=r)
         self._dlq = Counter("dlq_records", "Events sent to the dead-letter topic, by stage", p + ["stage"],
                             namespace=NS, registry=r)
+        self._overshoot = Histogram(
+            "deadline_overshoot_seconds", "A request decided at its deadline: how long after the deadline", p,
+            namespace=NS, registry=r, buckets=OVERSHOOT_BUCKETS).labels(pipeline)
         self._feedback = Counter("feedback", "Labels received, by outcome (joined or refused)", p + ["outcome"],
                                  namespace=NS, registry=r)
         self._children: dict[tuple, object] = {}
@@ -125,6 +130,9 @@ class PipelineMetrics(Telemetry):
 
     def feedback(self, outcome: str) -> None:
         self._child(self._feedback, outcome).inc()
+
+    def overshoot(self, seconds: float) -> None:
+        self._overshoot.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

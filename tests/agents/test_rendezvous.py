@@ -69,6 +69,32 @@ def test_rendezvous__deadline_fires_through_due_with_best_available(server, cloc
     assert server.mailboxes.get(rid)["done"] == "ok"
 
 
+def test_rendezvous__overdue_says_when_a_deadline_passed_and_its_overshoot_is_recorded(server, clock):
+    class Seen:
+        def __init__(self):
+            self.overshoots = []
+
+        def __getattr__(self, name):  # every other Telemetry event: ignored
+            return lambda *args, **kwargs: None
+
+        def overshoot(self, seconds):
+            self.overshoots.append(seconds)
+
+    server.metrics = seen = Seen()
+    server.on_request(request("r1", deadline_ms=50), 1)
+    server.on_request(request("r2", deadline_ms=80), 1)
+    clock.now += 49
+    assert not server.overdue()
+    clock.now += 4  # r1's deadline was 3 ms ago
+    assert server.overdue()
+    [(rid, _, result)] = server.due()
+    assert rid == "r1" and result["status"] == "timeout"
+    assert not server.overdue()  # r2 is due in 27 ms
+    assert list(server.overshoots) == [3.0] and seen.overshoots == [0.003]
+    server.on_score(score("r2", "a"), 1)  # answered before its deadline: no overshoot
+    assert list(server.overshoots) == [3.0] and not server.overdue()
+
+
 def test_rendezvous__no_answer_is_one_timeout_then_late_scores_are_counted(server, clock):
     server.on_request(request("r1"), 0)
     clock.now += 100

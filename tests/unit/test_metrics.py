@@ -83,6 +83,9 @@ def test_metrics__count_what_happened(tmp_path):
     assert got[("rendezvous_score_latency_seconds_count", (("model", "b"), p, ("status", "ok"), ("version", "1")))] == 2
     assert got[("rendezvous_late_scores_total", (("model", "b"), p))] == 1
     assert got[("rendezvous_deadline_misses_total", (("model", "a"), p))] == 1
+    # r2 was decided by its deadline, exactly at it (the injected clock): one overshoot of 0 s
+    assert got[("rendezvous_deadline_overshoot_seconds_count", (p,))] == 1
+    assert got[("rendezvous_deadline_overshoot_seconds_bucket", (("le", "0.0005"), p))] == 1
     assert got[("rendezvous_feedback_total", (("outcome", "joined"), p))] == 1
     assert got[("rendezvous_feedback_total", (("outcome", "unknown"), p))] == 1
     assert got[("rendezvous_dlq_records_total", (p, ("stage", "decode")))] == 1
