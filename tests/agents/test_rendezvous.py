@@ -327,10 +327,12 @@ def test_feedback__the_bandit_learns_from_it_and_shifts_answers(clock):
 def test_rendezvous__a_registry_change_keeps_what_the_bandit_learned(clock):
     spec = PipelineSpec.from_dict({**SPEC.to_dict(), "policy": {"name": "bandit", "seed": 1}})
     server = Rendezvous(spec, DictStore(), clock=clock)
-    server.policy.learn(("b", "a"), {}, {"b": 1.0})
+    server.policy.order({})
+    server.policy.learn(("b", "a"), {}, {"b": 1.0, "a": 0.0})
     before = server.policy
     server.update(replace(spec, models=spec.models[:2]))
-    assert server.policy is before and server.policy.pulls() == {"b": 1}
+    assert server.policy is before and server.policy.pulls() == {"b": 1, "a": 1}
+    assert server.policy.policy.mean("b") == 1.0 and server.policy.policy.mean("a") == 0.0
 
 
 def test_feedback__a_shadow_with_an_auto_promote_rule_is_put_forward_once_it_beats_the_champion(clock):

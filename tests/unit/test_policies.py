@@ -1,5 +1,6 @@
 """Vote, best-recent and bandit policies: pure decisions over scores, a deadline and a clock."""
 
+import numpy as np
 import pytest
 
 from pipelines.policies import Bandit, BestRecent, ScoreView, WeightedVote, policy_for
@@ -76,6 +77,41 @@ def test_bandit__follows_a_drift_because_rewards_are_a_rolling_window():
         a_right = step < 600  # a is right before the drift, b after it
         policy.learn(ranking, {}, {"a": float(a_right), "b": float(not a_right)})
     assert [policy.order({})[0] for _ in range(50)].count("b") >= 40
+
+
+def test_bandit__every_model_that_answered_learns_from_each_label_once():
+    """Every answering model scored the request: the label tells each its reward, not only the pick's."""
+    policy = Bandit(["a", "b", "c"], PolicySpec("bandit", algorithm="ucb", window=3, seed=1))
+    policy.learn(("a", "b", "c"), {}, {"a": 1.0, "b": 0.0})  # c failed or was late: no reward, nothing learned
+    assert policy.policy.mean("a") == 1.0 and policy.policy.mean("b") == 0.0 and policy.policy.mean("c") is None
+    for _ in range(3):
+        policy.learn(("b", "a", "c"), {}, {"a": 0.0, "b": 1.0, "c": 1.0})
+    assert policy.policy.mean("a") == 0.0 and policy.policy.mean("b") == 1.0  # the window (3) forgot the first label
+    assert len(policy.policy.rewards["a"]) == 3 and policy.pulls() == {"a": 4, "b": 4, "c": 3}
+
+
+@pytest.mark.parametrize("algorithm", ["ucb", "thompson"])
+def test_bandit__after_a_drift_it_converges_within_500_labels_and_stays(algorithm):
+    """Issue 19's bars, small: once the new best model leads by >= 10 points, >= 80% of answers go
+    to it within 500 labels, and they stay there; before the drift exploration costs <= 1 point."""
+    rng = np.random.default_rng(5)
+    policy = Bandit(["a", "b"], PolicySpec("bandit", algorithm=algorithm, window=300, seed=2))
+    picks, right, pending = [], [], []
+    for step in range(4000):
+        p = {"a": 0.90, "b": 0.75} if step < 2000 else {"a": 0.55, "b": 0.85}  # b leads by 30 points after
+        outcome = {m: float(rng.random() < p[m]) for m in p}
+        ranking = policy.order({})
+        picks.append(ranking[0])
+        right.append(outcome[ranking[0]])
+        pending.append((ranking, outcome))
+        if len(pending) > 50:  # labels arrive 50 requests late
+            policy.learn(*(lambda r, o: (r, {}, o))(*pending.pop(0)))
+    share_b = np.convolve(np.array([m == "b" for m in picks], float), np.ones(100) / 100, mode="valid")
+    converged = next(t for t in range(2000, len(share_b)) if share_b[t] >= 0.8)
+    assert converged - 2000 <= 500, converged - 2000
+    assert share_b[converged:].min() >= 0.6  # no swing back
+    assert 0.90 - np.mean(right[1000:2000]) <= 0.02  # sampling noise of 1,000 draws included
+    assert [m for m in picks[1000:2000]].count("a") >= 950
 
 
 def test_bandit__linucb_picks_per_request_from_the_features():
