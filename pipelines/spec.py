@@ -174,8 +174,10 @@ class QualitySpec:
     Windows are tumbling, closed after ``window_rows`` requests or ``window_s`` seconds (if they
     hold ``min_rows`` by then), whichever comes first. Decay: ``min_drifted`` features drifted, or
     more than ``unlike_limit`` of the requests unlike the training population, or a model's
-    errors drifted. ``auto_retrain``: on decay, run ``rendezvous retrain`` for the champion
-    (with ``--auto-promote 0.95``), at most once per ``retrain_cooldown_s``.
+    errors drifted. ``auto_retrain``: on decay, retrain the champion as ``rendezvous retrain
+    --auto-promote 0.95`` does, at most once per ``retrain_cooldown_s``. ``enabled``: true when the
+    spec has a ``quality`` section (``enabled: false`` keeps one without running the checks): the
+    pipeline then must have a reference profile, or a model's ``training_data`` to build it from.
     """
 
     window_rows: int = 2000
@@ -185,6 +187,7 @@ class QualitySpec:
     unlike_limit: float = 0.1
     auto_retrain: bool = False
     retrain_cooldown_s: int = 3600
+    enabled: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> "QualitySpec":
@@ -196,7 +199,8 @@ class QualitySpec:
             raise SpecError(f"field 'quality.unlike_limit' must be a number from 0 to 1 (got {limit!r})")
         ints = {k: _positive(raw.get(k, getattr(cls, k)), f"quality.{k}")
                 for k in ("window_rows", "window_s", "min_rows", "min_drifted", "retrain_cooldown_s")}
-        return cls(**ints, unlike_limit=float(limit), auto_retrain=bool(raw.get("auto_retrain", False)))
+        return cls(**ints, unlike_limit=float(limit), auto_retrain=bool(raw.get("auto_retrain", False)),
+                   enabled=bool(raw.get("enabled", True)))
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,7 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
 
     SPEC defaults to the demo's spec, DATA_DIR/demo/loans.yaml (written by `rendezvous demo`).
     """
+    from pipelines.jobs.lifecycle import LifecycleError
     from pipelines.spec import SpecError, load_spec
     from streams.kafka.broker import JarError, JavaError
     from streams.stack import Stack
@@ -189,7 +190,7 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
         stack.start()
         click.echo("waiting until every worker has joined and a probe request is answered by every model …", err=True)
         asyncio.run(_probe(stack))
-    except (JarError, JavaError) as exc:
+    except (JarError, JavaError, LifecycleError) as exc:
         stack.stop()
         raise click.ClickException(str(exc)) from None
     except BaseException:

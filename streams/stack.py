@@ -17,7 +17,7 @@ from pipelines.spec import PipelineSpec
 from streams.kafka.broker import KafkaBroker, free_port, port_or_free
 from streams.kafka.settings import Settings
 from streams.kafka.topics import delete_pipeline, ensure_topics
-from pipelines.jobs.lifecycle import live_pipeline
+from pipelines.jobs.lifecycle import ensure_profile, live_pipeline
 
 __all__ = ["EMBEDDED_PORT", "Stack"]
 
@@ -54,6 +54,7 @@ class Stack:
         broker runs in a session of its own: a failed start must not leave it holding its log)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
+            ensure_profile(self.spec, self.settings.data_dir)  # quality asked for: its worker must start
             if self.broker is not None:
                 self.broker.start()
             if self.fresh:

@@ -35,7 +35,7 @@ from tables.archive import read_archive, read_scores
 from tables.feedback import read_feedback
 from tables.registry import publish_events, read_registry
 
-__all__ = ["Lifecycle", "LifecycleError", "Promotion", "Retrained", "live_pipeline", "seed_registry"]
+__all__ = ["Lifecycle", "LifecycleError", "Promotion", "Retrained", "ensure_profile", "live_pipeline", "seed_registry"]
 
 
 class LifecycleError(ValueError):
@@ -264,6 +264,28 @@ class Lifecycle:
 def _next_version(versions: list[dict]) -> str:
     numbers = [int(v["model_version"]) for v in versions if str(v["model_version"]).isdigit()]
     return str(max(numbers, default=0) + 1)
+
+
+def ensure_profile(spec: PipelineSpec, data_dir: Path) -> Path | None:
+    """The pipeline's current reference profile, built now from its models' ``training_data`` when
+    the spec asks for quality checks (a ``quality`` section) and there is none yet; ``None`` when
+    it asks for none. A spec that asks and cannot have one is refused here, at start — never a
+    quality worker silently missing."""
+    current = Path(data_dir) / spec.name / "profiles" / "current"
+    if not spec.quality.enabled or current.exists():
+        return current if current.exists() else None
+    data = next((m.training_data for m in spec.models if m.training_data), None)
+    if data is None:
+        raise LifecycleError(
+            f"pipeline {spec.name} asks for quality checks{' and auto-retraining' if spec.quality.auto_retrain else ''} "
+            f"(its spec has a `quality:` section) but has no reference profile ({current}) and no model names its "
+            "`training_data:`. Add `training_data:` to the model trained on it, run `rendezvous profile --pipeline "
+            f"{spec.name} --data FILE`, or set `quality: {{enabled: false}}`")
+    from features.reference import profile_training_data
+
+    features = list(dict.fromkeys(f for m in spec.models for f in m.features))
+    folder, _ = profile_training_data(spec.name, data, features, data_dir)
+    return folder
 
 
 async def seed_registry(kafka: Kafka | str, spec: PipelineSpec, store: ArtifactStore,
