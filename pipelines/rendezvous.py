@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Callable
 
 from features.decay import ErrorDrift
@@ -67,7 +67,6 @@ class Rendezvous:
         self.orphan_grace_ms = orphan_grace_ms
         self._orphans: list[tuple[float, str]] = []
         self._expiry: list[tuple[float, str]] = []  # (when a closed mailbox may be forgotten, request id)
-        self.overshoots: deque[float] = deque(maxlen=10_000)  # ms past the deadline of deadline decisions, recent
 
     def _policy(self, spec: PipelineSpec):
         return policy_for(spec.policy, spec.ranking, self.book.accuracy, spec.task, spec.fallback.min_labels)
@@ -339,9 +338,7 @@ class Rendezvous:
         if decision is None:
             return []
         if decision.by_deadline:  # decided because its deadline passed: how much later than it
-            overshoot = max(0.0, now - box["deadline_at"])
-            self.overshoots.append(overshoot)
-            self.metrics.overshoot(overshoot / 1000.0)
+            self.metrics.overshoot(max(0.0, now - box["deadline_at"]) / 1000.0)
         if decision.missing:
             self.metrics.missed(decision.missing)
             self.alerts += self.fallback.missed(decision.missing)

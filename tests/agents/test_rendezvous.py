@@ -90,9 +90,9 @@ def test_rendezvous__overdue_says_when_a_deadline_passed_and_its_overshoot_is_re
     [(rid, _, result)] = server.due()
     assert rid == "r1" and result["status"] == "timeout"
     assert not server.overdue()  # r2 is due in 27 ms
-    assert list(server.overshoots) == [3.0] and seen.overshoots == [0.003]
+    assert seen.overshoots == [0.003]
     server.on_score(score("r2", "a"), 1)  # answered before its deadline: no overshoot
-    assert list(server.overshoots) == [3.0] and not server.overdue()
+    assert seen.overshoots == [0.003] and not server.overdue()
 
 
 def test_rendezvous__no_answer_is_one_timeout_then_late_scores_are_counted(server, clock):
