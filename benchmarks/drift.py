@@ -91,7 +91,7 @@ def _rolling(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def train_models(seed: int = 1):
+def train_models(seed: int = 1, function: int = 2):
     """xgb, canary (old concept, offline) and the River learner (old concept, warmed up online), as bytes."""
     import skops.io as sio
     import xgboost as xgb
@@ -99,7 +99,7 @@ def train_models(seed: int = 1):
     from river.datasets import synth
     from sklearn.tree import DecisionTreeClassifier
 
-    rows = list(itertools.islice(synth.Agrawal(classification_function=2, seed=seed), 10_000))
+    rows = list(itertools.islice(synth.Agrawal(classification_function=function, seed=seed), 10_000))
     X = np.array([[float(x[k]) for k in FEATURES] for x, _ in rows])
     y = np.array([int(label) for _, label in rows])
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 5, "eta": 0.3, "nthread": 1},
@@ -134,7 +134,7 @@ def drift_width(requests: int, drift_at: int) -> int:
 
 
 def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
-              seed: int = 7, artifacts: dict | None = None) -> DriftRun:
+              seed: int = 7, artifacts: dict | None = None, functions: tuple[int, int] = (2, 0)) -> DriftRun:
     from river.datasets import synth
 
     from pipelines.flavours.base import score_record
@@ -148,8 +148,8 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     learner = next(m for m in models if m.spec.id == "learner")
     clock = [0.0]
     server = Rendezvous(spec, DictStore(), clock=lambda: clock[0])
-    stream = synth.ConceptDriftStream(synth.Agrawal(classification_function=2, seed=seed),
-                                      synth.Agrawal(classification_function=0, seed=seed + 1),
+    stream = synth.ConceptDriftStream(synth.Agrawal(classification_function=functions[0], seed=seed),
+                                      synth.Agrawal(classification_function=functions[1], seed=seed + 1),
                                       position=drift_at, width=drift_width(requests, drift_at), seed=seed)
     run, pending = DriftRun(policy, drift_at, label_delay), deque()
     for i, (x, label) in enumerate(itertools.islice(stream, requests)):
