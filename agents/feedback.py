@@ -9,7 +9,11 @@ answer returned (all three in the request's mailbox), then
   table before every offset commit: ``tables/scorestate.py``),
 * gives the policy its delayed reward (a bandit learns which model to answer with),
 * lets the fallback rule compare every model's recent accuracy with the canary's,
-* publishes the labelled example to ``{p}.examples`` for online learners (``agents/learner.py``).
+* publishes the labelled example to ``{p}.examples`` for online learners (``agents/learner.py``),
+* with ``quality.auto_retrain``: runs the retrains the engine's detectors made ready
+  (``pipelines/retraining.py``) as ``rendezvous retrain --since MS`` processes at idle CPU priority
+  — a new version of each decayed model, trained on the requests after its change, registered as a
+  shadow that is promoted once it beats the champion on live feedback.
 
 Feedback that does not decode, or names a request that is unknown, expired or already
 labelled, goes to ``{p}.dlq`` with the reason. Fallback switches go to ``{p}.alerts``.
@@ -17,13 +21,16 @@ labelled, goes to ``{p}.dlq`` with the reason. Fallback switches go to ``{p}.ale
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 
 from agents.dlq import DeadLetters
-from agents.worker import Worker
+from agents.worker import Worker, idle_priority
 from pipelines.registry import promote
 from pipelines.rendezvous import Rendezvous
+from pipelines.retraining import RetrainJob
 from schemas.codec import DecodeError, codec_for
 from tables.registry import RegistryView, publish_events
 from tables.scorestate import TableScoreStore
@@ -93,6 +100,37 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
             server.alerts.append({"kind": "promoted", "model_id": model_id, "cause": "auto-promote", "reason": why,
                                   "figures": {k: float(found[k]) for k in ("p_value", "champion_only", "candidate_only")}})
             log.warning("auto-promote: %s", why)
+
+    retraining: set[asyncio.Task] = set()
+
+    @app.timer(1.0, name=f"{spec.name}-retrain")
+    async def start_retrains():
+        while server.retrain_jobs:
+            task = asyncio.create_task(retrain(server.retrain_jobs.pop(0)))
+            retraining.add(task)
+            task.add_done_callback(retraining.discard)
+
+    async def retrain(job: RetrainJob) -> None:
+        """``rendezvous retrain`` for a decayed model, on the requests since its change, in a process
+        of its own at idle priority: the answers keep both cores. Its outcome is an alert."""
+        await asyncio.sleep(2 * settings.archive_flush_s)  # the newest labelled requests reach the archive first
+        command = [sys.executable, "-m", "streams.cli", "retrain", "--pipeline", spec.name, "--model", job.model_id,
+                   "--since", str(int(job.since_ms)), "--min-rows", str(spec.quality.retrain_min_rows),
+                   "--auto-promote", "0.95", "--one-candidate", "--broker", settings.broker,
+                   "--data-dir", str(settings.data_dir)]
+        log.warning("retrain: %s decayed (%s); %d labelled requests since its change: %s", job.model_id, job.cause,
+                    job.rows, " ".join(command[2:]))
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.STDOUT, preexec_fn=idle_priority)
+        output = (await process.communicate())[0].decode(errors="replace").strip()
+        done = process.returncode == 0
+        reason = (f"{job.model_id} decayed ({job.cause}) and was retrained on the {job.rows} labelled requests since "
+                  f"its change: {output.splitlines()[-1] if output else ''}" if done else
+                  f"{job.model_id} decayed ({job.cause}) but its retrain failed: {output[-1500:]}")
+        (log.warning if done else log.error)("retrain: %s", reason)
+        server.alerts.append({"kind": "retrained" if done else "retrain-failed", "model_id": job.model_id,
+                              "cause": job.cause, "reason": reason[:1800],
+                              "figures": {"since_ms": float(job.since_ms), "rows": float(job.rows)}})
 
     # taken at the same instant as the mailboxes (their "received" flags): a label redelivered
     # after a crash is either counted in both or in neither

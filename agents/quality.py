@@ -13,7 +13,9 @@ Each window — ``window_rows`` requests or ``window_s`` seconds of arrivals, wh
 feature, share of requests unlike the training population, model-decay alerts seen on
 ``{p}.alerts``); the result goes to ``{p}.quality`` and the quality table; failed expectations
 and a decay verdict are Alerts. With ``quality.auto_retrain`` a decay verdict retrains the
-champion (``pipelines/jobs/lifecycle.py``, as ``rendezvous retrain`` does). The reference profile is ``DATA_DIR/<p>/profiles/current``
+champion on the requests since the window that decayed, once ``retrain_min_rows`` of them are
+labelled (``pipelines/jobs/lifecycle.py``, as ``rendezvous retrain --since`` does). Decayed
+models are retrained by the core too, without this worker (``agents/feedback.py``). The reference profile is ``DATA_DIR/<p>/profiles/current``
 (``rendezvous profile``); without one the worker waits for it. Archive files already checked
 are listed in ``DATA_DIR/<p>/quality/checked.txt``, so a restart does not check them again.
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 from aiokafka import TopicPartition
 
+from agents.worker import idle_priority
 from features.profile import current_profile
 from pipelines.jobs.lifecycle import Lifecycle, LifecycleError
 from pipelines.spec import PipelineSpec
@@ -40,17 +42,11 @@ from streams.kafka.settings import Settings
 from streams.kafka.topics import PipelineTopics
 from tables.quality import QualityTable
 
-__all__ = ["QualityWorker", "idle_priority", "run"]
+__all__ = ["QualityWorker", "run"]
+
+RETRY_S = 15  # a retrain refused for want of labelled requests is tried again this much later
 
 log = logging.getLogger(__name__)
-
-
-def idle_priority() -> None:
-    """Run only on CPU nobody else wants (SCHED_IDLE on Linux; the lowest nice elsewhere)."""
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    else:
-        os.nice(19)
 
 
 class QualityWorker:
@@ -66,6 +62,8 @@ class QualityWorker:
         self.times: list[int] = []
         self.model_alerts: list[dict] = []
         self.retrained_at = 0.0
+        self.retrain_since: int | None = None  # a decayed window's start, while its retrain waits for labels
+        self.retry_at = 0.0
         self._monitor, self._profile = None, None
         self.checked = self.folder / "quality" / "checked.txt"
         self.seen = set(self.checked.read_text().split()) if self.checked.exists() else set()
@@ -87,6 +85,8 @@ class QualityWorker:
             while not stop.is_set():
                 await self._model_decay()
                 await self.tick()
+                if self.retrain_since is not None and time.time() >= self.retry_at:
+                    await self._retrain()
         finally:
             await self.consumer.stop()
             await self.producer.stop()
@@ -159,7 +159,7 @@ class QualityWorker:
         if report["decay"]:
             await self._alert("decay", "data", f"decay: {'; '.join(report['reasons'])[:1800]}",
                               {"unlike_share": report["unlike_share"], "drifted": float(len(report["drifted"]))})
-            await self._maybe_retrain()
+            await self._maybe_retrain(report["window_start"])
 
     async def _alert(self, kind: str, cause: str, reason: str, figures: dict | None = None) -> None:
         log.warning("alert: %s", reason)
@@ -168,27 +168,37 @@ class QualityWorker:
         await self.producer.send_and_wait(self.topics.alerts, self.alert_codec.encode_as(record, self.settings.encoding),
                                           key=self.spec.name.encode())
 
-    async def _maybe_retrain(self) -> None:
-        """On decay: a new version of the champion from the archive and feedback, a shadow that
-        promotes itself once it beats the champion on live feedback (``Lifecycle.retrain``)."""
+    async def _maybe_retrain(self, since_ms: int) -> None:
+        """On decay: a new version of the champion from the requests since the window that decayed,
+        joined with their feedback — a shadow that promotes itself once it beats the champion on
+        live feedback (``Lifecycle.retrain``). While fewer than ``retrain_min_rows`` of them are
+        labelled it is refused; it is tried again every ``RETRY_S`` until it is done."""
         if not self.rules.auto_retrain or time.time() - self.retrained_at < self.rules.retrain_cooldown_s:
             return
-        self.retrained_at = time.time()
+        if self.retrain_since is None:
+            self.retrain_since = since_ms
+        await self._retrain()
+
+    async def _retrain(self) -> None:
+        self.retry_at = time.time() + RETRY_S
         lifecycle = Lifecycle(self.spec.name, self.settings, by="quality")
         registry = await lifecycle.state()
         champion = next((e["model_id"] for e in registry.values() if e["role"] == "champion"), None)
         if champion is None or registry[champion]["flavour"] not in ("sklearn", "xgboost"):
             log.warning("quality: decay, but the champion %s cannot be retrained in batch", champion)
+            self.retrain_since = None
             return
         try:
-            done = await lifecycle.retrain(champion, confidence=0.95)
-        except LifecycleError as exc:  # e.g. too few labelled requests yet: try again in a minute, not a cooldown later
-            self.retrained_at = time.time() - self.rules.retrain_cooldown_s + 60
-            log.error("quality: decay, but retraining %s was refused: %s", champion, exc)
+            done = await lifecycle.retrain(champion, min_rows=self.rules.retrain_min_rows, confidence=0.95,
+                                           since=str(self.retrain_since), one_candidate=True)
+        except LifecycleError as exc:  # e.g. too few labelled requests since the window yet
+            log.warning("quality: decay, but retraining %s was refused (tried again in %d s): %s", champion, RETRY_S, exc)
             return
-        log.warning("quality: decay: %s retrained as %s (held-out %.4f, the champion's %s); it is promoted once it "
-                    "beats the champion on live feedback", champion, done.record["model_id"], done.metrics["holdout"],
-                    done.metrics.get("champion_holdout", "-"))
+        self.retrain_since, self.retrained_at = None, time.time()
+        log.warning("quality: decay: %s retrained as %s on %d requests since the window that decayed (held-out %.4f, "
+                    "the champion's %s); it is promoted once it beats the champion on live feedback", champion,
+                    done.record["model_id"], done.metrics["rows_train"] + done.metrics["rows_holdout"],
+                    done.metrics["holdout"], done.metrics.get("champion_holdout", "-"))
 
 
 def _archived(files: list[Path]) -> pd.DataFrame:

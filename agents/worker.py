@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -20,7 +21,16 @@ from streams.kafka.topics import PipelineTopics
 from streams.kafka.transport import StreamApp
 from tables.registry import RegistryView
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "idle_priority"]
+
+
+def idle_priority() -> None:
+    """Run only on CPU nobody else wants (SCHED_IDLE on Linux; the lowest nice elsewhere): the
+    quality worker, and the retrains the core starts."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)
 
 log = logging.getLogger(__name__)
 

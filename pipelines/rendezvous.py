@@ -24,6 +24,7 @@ from pipelines.mailbox import (DictStore, close_mailbox, file_score, is_open, ne
                                score_views)
 from pipelines.policies import Decision, policy_for
 from pipelines.promotion import beats
+from pipelines.retraining import RetrainJob, RetrainPlanner, retrainable
 from pipelines.scorebook import ScoreBook
 from pipelines.spec import PipelineSpec
 from pipelines.telemetry import Telemetry
@@ -54,6 +55,10 @@ class Rendezvous:
         self.book = ScoreBook(spec.task, spec.fallback.window)
         self.fallback = Fallback(spec.fallback, miss_limit)
         self.decay = ErrorDrift()  # River's ADWIN and Page-Hinkley on every model's errors
+        rules = spec.quality  # auto_retrain: decayed models are retrained on the data after their change
+        self.retrains = RetrainPlanner(self.decay, rules.retrain_min_rows, rules.retrain_cooldown_s, clock) \
+            if rules.auto_retrain else None
+        self.retrain_jobs: list[RetrainJob] = []  # ready to run (agents/feedback.py runs them)
         self.policy = self._policy(spec)
         self.alerts: list[dict] = []  # fallback switches to publish on {p}.alerts
         self.examples: list[dict] = []  # labelled examples joined outside the feedback agent, to publish
@@ -84,6 +89,11 @@ class Rendezvous:
             self.policy.ranking = spec.ranking
         else:
             self.policy = self._policy(spec)
+        if self.retrains:
+            self.retrains.forget(self._retrainable)
+
+    def _retrainable(self, model_id: str) -> bool:
+        return any(m.id == model_id and retrainable(m) for m in self.spec.models)
 
     def assign(self, partitions) -> tuple[list[int], int]:
         """A rebalance gave this worker ``partitions``. The mailboxes and score rows of partitions it
@@ -264,7 +274,14 @@ class Rendezvous:
             self.policy.learn(ranking, features, rewards)
         self.alerts += self.fallback.judge(self.book.accuracy(), self.canary)
         for model_id, reward in rewards.items():  # 1/0 right/wrong, or minus the absolute error
-            self.alerts += self.decay.update(model_id, 1.0 - reward if self.spec.task == "classification" else -reward)
+            error = 1.0 - reward if self.spec.task == "classification" else -reward
+            for alert in self.decay.update(model_id, error, box["opened_at"]):
+                self.alerts.append(alert)
+                if self.retrains and self.retrains.on_decay(alert, self._retrainable(model_id)):
+                    alert["reason"] += (f"; it is retrained once {self.retrains.min_rows} labelled requests came "
+                                        "after the change (quality.retrain_min_rows)")
+        if self.retrains:
+            self.retrain_jobs += self.retrains.on_label()
         self._compare_candidates(rewards)
         if features is None:
             return None, None

@@ -174,8 +174,12 @@ class QualitySpec:
     Windows are tumbling, closed after ``window_rows`` requests or ``window_s`` seconds (if they
     hold ``min_rows`` by then), whichever comes first. Decay: ``min_drifted`` features drifted, or
     more than ``unlike_limit`` of the requests unlike the training population, or a model's
-    errors drifted. ``auto_retrain``: on decay, retrain the champion as ``rendezvous retrain
-    --auto-promote 0.95`` does, at most once per ``retrain_cooldown_s``. ``enabled``: true when the
+    errors drifted. ``auto_retrain``: a model whose errors drifted (the core's detectors, with or
+    without the quality worker) is retrained on the requests after the change once
+    ``retrain_min_rows`` of them are labelled, as ``rendezvous retrain --since change
+    --auto-promote 0.95`` does (``pipelines/retraining.py``); a decay verdict of the quality
+    worker retrains the champion on the requests since that window. A model is retrained at
+    most once per ``retrain_cooldown_s``. ``enabled``: true when the
     spec has a ``quality`` section (``enabled: false`` keeps one without running the checks): the
     pipeline then must have a reference profile, or a model's ``training_data`` to build it from.
     """
@@ -186,6 +190,7 @@ class QualitySpec:
     min_drifted: int = 2
     unlike_limit: float = 0.1
     auto_retrain: bool = False
+    retrain_min_rows: int = 500
     retrain_cooldown_s: int = 3600
     enabled: bool = False
 
@@ -198,7 +203,8 @@ class QualitySpec:
         if not isinstance(limit, (int, float)) or not 0 <= limit <= 1:
             raise SpecError(f"field 'quality.unlike_limit' must be a number from 0 to 1 (got {limit!r})")
         ints = {k: _positive(raw.get(k, getattr(cls, k)), f"quality.{k}")
-                for k in ("window_rows", "window_s", "min_rows", "min_drifted", "retrain_cooldown_s")}
+                for k in ("window_rows", "window_s", "min_rows", "min_drifted", "retrain_min_rows",
+                          "retrain_cooldown_s")}
         return cls(**ints, unlike_limit=float(limit), auto_retrain=bool(raw.get("auto_retrain", False)),
                    enabled=bool(raw.get("enabled", True)))
 
@@ -256,6 +262,11 @@ class PipelineSpec:
         task = data.get("task", "classification")
         if task not in TASKS:
             raise SpecError(f"field 'task' is {task!r}; expected one of {TASKS}")
+        quality = QualitySpec.from_dict(data.get("quality"))
+        if quality.auto_retrain and not any(m.flavour in ("sklearn", "xgboost") and m.role != "canary" for m in models):
+            raise SpecError("field 'quality.auto_retrain' is true, but no model can be retrained in batch: that takes a "
+                            "scikit-learn or XGBoost model that is not the canary (River models learn online). "
+                            "Add one or set auto_retrain: false")
         return cls(
             name=name,
             models=models,
@@ -264,7 +275,7 @@ class PipelineSpec:
             partitions=_positive(data.get("partitions", 4), "partitions"),
             checks=Checks.from_dict(data.get("checks")),
             fallback=FallbackSpec.from_dict(data.get("fallback")),
-            quality=QualitySpec.from_dict(data.get("quality")),
+            quality=quality,
             task=task,
             feedback_ttl_s=_positive(data.get("feedback_ttl_s", 600), "feedback_ttl_s"),
             checkpoint_s=_positive(data.get("checkpoint_s", 60), "checkpoint_s"),

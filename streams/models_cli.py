@@ -51,6 +51,11 @@ class RegisteredChoice(click.Choice):
         pass
 
 
+def iso_time(ms: float) -> str:
+    """Epoch milliseconds as an ISO 8601 time (UTC, to the second)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000.0))
+
+
 def _lifecycle(pipeline: str, broker: str | None, data_dir: Path | None, command: str):
     from pipelines.jobs.lifecycle import Lifecycle  # pandas, pyarrow: only for a command that runs
 
@@ -294,10 +299,18 @@ def replay_command(pipeline, model_id, broker, data_dir, since, batch) -> None:
 @click.option("--auto-promote", "confidence", type=click.FloatRange(0.5, 0.9999), default=None,
               help="Promote it automatically once it beats the champion on live feedback with this confidence "
                    "(McNemar's exact test), e.g. 0.95.")
-def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_rows, confidence) -> None:
+@click.option("--since", default=None, metavar="TIME|change",
+              help="Learn only from the requests received since TIME (ISO 8601, or epoch milliseconds), or since "
+                   "`change`: where MODEL's error rate changed, placed from its recorded Scores and the labels. "
+                   "Default: every labelled request.")
+@click.option("--one-candidate", is_flag=True,
+              help="Refuse while an earlier retrained version of MODEL is still a shadow (what automatic retrains do).")
+def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_rows, confidence, since,
+                    one_candidate) -> None:
     """Train a new version of MODEL from the archive joined with feedback; register it as a shadow.
 
-    The oldest labelled requests train it with MODEL's hyperparameters, the newest --holdout
+    After a change in the data, `--since change` trains it on the requests after the change only
+    (the ones before teach the old concept). The oldest labelled requests train it with MODEL's hyperparameters, the newest --holdout
     judge it against MODEL and the champion (table printed, figures recorded as the version's
     metrics). As a shadow it scores live traffic without answering; promote it with
     `rendezvous models promote`, or let --auto-promote do it when live feedback proves it better.
@@ -306,9 +319,10 @@ def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_r
     from rich.table import Table
 
     lifecycle = _lifecycle(pipeline, broker, data_dir, "retrain")
-    done = _run(lifecycle.retrain(model_id, new_id, holdout, min_rows, confidence))
+    done = _run(lifecycle.retrain(model_id, new_id, holdout, min_rows, confidence, since, one_candidate))
     new, metrics, new_id = done.record, done.metrics, done.record["model_id"]
-    table = Table(title=f"{new_id}: retrained from {model_id} on {int(metrics['rows_train'])} labelled requests, "
+    after = (f" since {iso_time(metrics['since_ms'])}" if "since_ms" in metrics else "")
+    table = Table(title=f"{new_id}: retrained from {model_id} on {int(metrics['rows_train'])} labelled requests{after}, "
                         f"judged on the newest {int(metrics['rows_holdout'])}")
     for column in ("model", "held-out " + ("accuracy" if lifecycle.spec().task == "classification" else "MAE")):
         table.add_column(column)

@@ -25,7 +25,7 @@ from pipelines import registry
 from pipelines.flavours import FLAVOURS, load_model
 from pipelines.flavours.base import sha256_of
 from pipelines.jobs.replay import recorded_report, replay, save_report
-from pipelines.jobs.retrain import labelled_rows, retrain
+from pipelines.jobs.retrain import change_time, labelled_rows, retrain
 from pipelines.promotion import Check, promotion_checks, summary
 from pipelines.registry import ArtifactStore, RegistryError, live_models, live_spec, spec_events, whoami
 from pipelines.spec import PipelineSpec, load_spec
@@ -221,21 +221,35 @@ class Lifecycle:
         return replay(model, archive, scores, feedback, since=since, **kwargs)
 
     async def retrain(self, model_id: str, new_id: str | None = None, holdout: float = 0.2, min_rows: int = 200,
-                      confidence: float | None = None) -> Retrained:
+                      confidence: float | None = None, since: str | None = None,
+                      one_candidate: bool = False) -> Retrained:
         """A new version of MODEL_ID (scikit-learn or XGBoost) trained on the archive joined with
         feedback, judged on the newest ``holdout`` against it and the champion, registered as a
         shadow — promoted automatically once it beats the champion on live feedback with
-        ``confidence``, if given."""
+        ``confidence``, if given.
+
+        ``since``: learn only from the requests received from then on — a time (ISO 8601, or
+        epoch milliseconds), or ``change``: where MODEL_ID's error rate changed, placed from its
+        recorded Scores and the labels. ``one_candidate``: refuse while an earlier retrained
+        version of MODEL_ID is still a shadow under evaluation (automatic retrains)."""
         state, record = await self.model(model_id)
+        if one_candidate:
+            waiting = [m for m, e in state.items() if m.startswith(f"{model_id}-r") and e["role"] == "shadow"]
+            if waiting:
+                raise LifecycleError(f"{waiting[0]}, retrained from {model_id}, is still a shadow under evaluation: "
+                                     "one candidate at a time")
         champion = next((e for e in live_models(state) if e["role"] == "champion"), None)
-        archive = read_archive(self.settings.data_dir / self.pipeline / "archive")
+        base = self.settings.data_dir / self.pipeline
+        archive = read_archive(base / "archive")
         feedback = await read_feedback(self.kafka, f"{self.pipeline}.feedback")
         current = await asyncio.to_thread(self.load, record)
         if current is None:
             raise LifecycleError(f"{model_id} is an external model: retrain it where it is served")
-        rows = labelled_rows(archive, feedback, list(current.features))
+        cut = self._since(since, model_id, archive, feedback)
+        rows = labelled_rows(archive, feedback, list(current.features), cut)
         if len(rows) < min_rows:
-            raise LifecycleError(f"only {len(rows)} archived requests have feedback (of {len(archive)} archived, "
+            after = f" since {cut.isoformat()}" if cut is not None else ""
+            raise LifecycleError(f"only {len(rows)} archived requests{after} have feedback (of {len(archive)} archived, "
                                  f"{len(feedback)} labels); retraining needs --min-rows {min_rows}: send more feedback "
                                  f"or lower --min-rows")
         other = self.load(champion) if champion and champion["model_id"] != model_id else None
@@ -249,7 +263,8 @@ class Lifecycle:
         data_path = folder / f"{new_id}.csv"
         data_path.write_bytes(result.training_data)
         sha = self.store.put_bytes(result.artifact, new_id)
-        metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}))
+        metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}),
+                       **({"since_ms": float(cut.value // 1_000_000)} if cut is not None else {}))
         new = registry.event(
             self.pipeline, new_id, "1", "register", "shadow", record["flavour"], sha256=sha, by=self.by,
             preference=1 + max((e["preference"] for e in state.values()), default=0), group=record.get("group"),
@@ -259,6 +274,26 @@ class Lifecycle:
         self.store.record(new)
         await self.publish([new])
         return Retrained(new, metrics, data_path, champion["model_id"] if champion else None)
+
+    def _since(self, since: str | None, model_id: str, archive: pd.DataFrame, feedback: dict) -> pd.Timestamp | None:
+        """``since`` as a time: ``None``, epoch milliseconds, ISO 8601, or ``change`` (placed now)."""
+        if since is None:
+            return None
+        if since == "change":
+            cut, after = change_time(read_scores(self.settings.data_dir / self.pipeline / "scores"), archive, feedback,
+                                     model_id, self.spec().task)
+            if cut is None:
+                raise LifecycleError(f"--since change: {model_id} has no recorded Scores with feedback to place a "
+                                     "change in; give a time instead")
+            return cut
+        try:
+            if since.isdigit():
+                return pd.Timestamp(int(since), unit="ms", tz="UTC")
+            cut = pd.Timestamp(since)
+        except ValueError:
+            raise LifecycleError(f"--since {since!r} is neither a time (ISO 8601, e.g. 2026-11-27T10:00, or epoch "
+                                 "milliseconds) nor `change`") from None
+        return cut.tz_localize("UTC") if cut.tzinfo is None else cut
 
 
 def _next_version(versions: list[dict]) -> str:

@@ -1,7 +1,9 @@
 """Batch retraining: a new version of a scikit-learn or XGBoost model from the archive joined with feedback.
 
 The archive (every request exactly as the models saw it) joined with ``{p}.feedback`` gives
-labelled rows in arrival order. The oldest ``1 - holdout`` train a fresh model with the current
+labelled rows in arrival order — all of them, or only those since a time: after a change in the
+data, the requests before it teach the old concept (:func:`change_time` places the change from
+the model's recorded Scores and the labels). The oldest ``1 - holdout`` train a fresh model with the current
 one's hyperparameters (scikit-learn: ``clone`` of the estimator; XGBoost: its objective, the
 depth of its trees and its number of rounds); the most recent ``holdout`` judge it against the current
 champion. The candidate is then registered as a shadow (``pipelines/jobs/lifecycle.retrain``,
@@ -17,20 +19,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["RetrainResult", "labelled_rows", "retrain"]
+__all__ = ["RetrainResult", "change_time", "labelled_rows", "retrain"]
 
 
-def labelled_rows(archive: pd.DataFrame, feedback: dict[str, Any], features: list[str]) -> pd.DataFrame:
-    """Archived requests that have a label, oldest first: the features' columns and ``label``."""
+def labelled_rows(archive: pd.DataFrame, feedback: dict[str, Any], features: list[str],
+                  since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Archived requests that have a label, oldest first: the features' columns and ``label``
+    (only the requests received at or after ``since``, if given)."""
     if archive.empty:
         return pd.DataFrame(columns=[*features, "label"])
     missing = [f for f in features if f"f_{f}" not in archive.columns]
     if missing:
         raise ValueError(f"the archive has no column for features {missing}; were these requests for this model?")
     frame = archive[archive["request_id"].isin(feedback.keys())].sort_values("received_at")
+    if since is not None:
+        frame = frame[frame["received_at"] >= since]
     out = frame[[f"f_{f}" for f in features]].set_axis(list(features), axis=1).astype(float)
     out["label"] = frame["request_id"].map(feedback).to_numpy()
     return out.dropna().reset_index(drop=True)
+
+
+def change_time(scores: pd.DataFrame, archive: pd.DataFrame, feedback: dict[str, Any], model_id: str,
+                task: str = "classification") -> tuple[pd.Timestamp | None, int]:
+    """When ``model_id``'s error rate changed, from its recorded Scores joined with the labels
+    (the single change in the mean of its errors, in the order the requests came: as the core's
+    detectors place it, ``features/decay.py``): (the first request after it, labelled requests
+    since). ``(None, 0)`` without any labelled Score of the model."""
+    from features.decay import change_point
+
+    mine = scores[(scores["model_id"] == model_id) & (scores["status"] == "ok")
+                  & scores["request_id"].isin(feedback.keys())]
+    if mine.empty or archive.empty:
+        return None, 0
+    times = archive.set_index("request_id")["received_at"]
+    mine = mine[mine["request_id"].isin(times.index)].assign(at=lambda f: f["request_id"].map(times)).sort_values("at")
+    if mine.empty:
+        return None, 0
+    labels = mine["request_id"].map(lambda r: feedback[r])
+    if task == "regression":
+        errors = (mine["prediction"].astype(float) - labels.astype(float)).abs().to_numpy()
+    else:
+        truth = labels.map(lambda v: str(int(v)) if isinstance(v, (bool, np.bool_)) else str(v))
+        errors = (mine["prediction"].astype(str) != truth).astype(float).to_numpy()
+    cut = change_point(errors)
+    return mine["at"].iloc[cut], len(mine) - cut
 
 
 @dataclass

@@ -393,3 +393,37 @@ def test_rendezvous__restored_closed_mailboxes_get_their_retention_back(clock):
     restarted.recover()
     clock.now += 10_000
     assert restarted.expire() == 1 and store.get("r1") is None
+
+
+def test_rendezvous__a_decayed_model_is_retrained_from_its_change_once_enough_labels_came(clock, tmp_path):
+    """auto_retrain: the champion's errors jump at request 1,500; the engine's detectors fire, and
+    once 300 labelled requests came after the change a job names the model and the change's time.
+    The canary decays too but is not retrained; the challenger never decays."""
+    artifact = tmp_path / "m.skops"
+    artifact.write_bytes(b"not read here")
+    spec = PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100,
+                                   "quality": {"auto_retrain": True, "retrain_min_rows": 300, "enabled": False},
+                                   "models": [
+        {"id": "a", "flavour": "sklearn", "role": "champion", "group": "a", "artifact": str(artifact)},
+        {"id": "b", "flavour": "external", "role": "challenger", "group": "b"},
+        {"id": "c", "flavour": "sklearn", "role": "canary", "group": "c", "artifact": str(artifact)},
+    ]})
+    server = Rendezvous(spec, DictStore(), clock=clock)
+    opened = {}
+    for i in range(3000):
+        rid, label = f"r{i}", i % 2
+        clock.now += 10
+        opened[rid] = clock.now
+        server.on_request(request(rid), 0)
+        wrong = i >= 1500 and i % 3 == 0  # a and c: right always, then wrong a third of the time
+        for model in "abc":
+            server.on_score(score(rid, model, prediction=1 - label if wrong and model != "b" else label), 0)
+        server.on_feedback({"request_id": rid, "label": label}, 0)
+        if server.retrain_jobs:
+            break
+    [job] = server.retrain_jobs
+    assert job.model_id == "a" and job.rows >= 300
+    assert abs(job.since_ms - opened["r1500"]) <= 10 * 30, (job.since_ms, opened["r1500"])  # within 30 requests
+    assert any(a["kind"] == "decay" and a["model_id"] == "c" for a in server.alerts)  # the canary decayed: not retrained
+    assert not any(a["kind"] == "decay" and a["model_id"] == "b" for a in server.alerts)
+    assert any("retrained once 300 labelled requests" in a["reason"] for a in server.alerts if a["model_id"] == "a")

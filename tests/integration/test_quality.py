@@ -30,7 +30,8 @@ def test_quality__windows_are_validated_bad_values_alerted_and_the_report_render
     directory, _ = trained
     browser = chromium()
     stack = make_stack(broker, trained, tmp_path, deadline_ms=1000, archive_flush_s=0.5,
-                       spec={"quality": {"window_rows": 300, "window_s": 2, "min_rows": 50, "auto_retrain": True}})
+                       spec={"quality": {"window_rows": 300, "window_s": 2, "min_rows": 50, "auto_retrain": True,
+                                         "retrain_min_rows": 100}})
     name, data_dir = stack.spec.name, stack.settings.data_dir
     profile_training_data(name, directory / "models" / "training.csv", AGRAWAL_FEATURES, data_dir)
     assert "quality" in stack.roles
@@ -64,6 +65,10 @@ def test_quality__windows_are_validated_bad_values_alerted_and_the_report_render
                     x["salary"] = x["salary"] * 10
             ids = [await client.send(x) for x in bad]
             assert not await client.wait_results(ids, timeout_s=60)
+            # labelled as answered: the models' errors do not change (the core retrains nothing); the
+            # retrain below is the quality worker's, on the requests since the window that decayed
+            for rid in ids:
+                await client.send_feedback(rid, client.received.results[rid]["prediction"])
             records = await _until(lambda: _failing(quality_records), 60)
             assert records, "no window failed its expectations"
             failed = " ".join(records[-1]["failed"])
@@ -80,6 +85,11 @@ def test_quality__windows_are_validated_bad_values_alerted_and_the_report_render
             new = await _until(retrained, 90, interval_s=1.0)
             assert new, f"decay did not retrain the champion; quality log:\n{stack.log_tail('quality')}"
             assert new["role"] == "shadow" and new["metrics"]["auto_promote_confidence"] == 0.95
+            assert new["by"] == "quality", new
+            # the requests since the start of the window that decayed, not the clean ones before it
+            decayed = min(r["window_start"] for r in await quality_records(2) if r["decay"])
+            figures = new["metrics"]
+            assert figures["since_ms"] == decayed and figures["rows_train"] + figures["rows_holdout"] < 600, figures
         finally:
             await client.__aexit__(None, None, None)
 

@@ -1,11 +1,12 @@
 """A spec that asks for quality checks gets its reference profile at start, or is refused then."""
 
 import numpy as np
+import pytest
 import yaml
 from click.testing import CliRunner
 
 from pipelines.jobs.lifecycle import LifecycleError, ensure_profile
-from pipelines.spec import load_spec
+from pipelines.spec import SpecError, load_spec
 from streams.cli import main
 
 
@@ -22,7 +23,7 @@ def _spec(tmp_path, quality, training_data: bool):
 
 
 def test_quality_at_start__the_profile_is_built_from_the_models_training_data(tmp_path):
-    spec = load_spec(_spec(tmp_path, {"auto_retrain": True}, training_data=True))
+    spec = load_spec(_spec(tmp_path, {"window_rows": 500}, training_data=True))
     folder = ensure_profile(spec, tmp_path / "data")
     assert (tmp_path / "data" / "q" / "profiles" / "current").exists() and (folder / "profile.json").exists()
     assert ensure_profile(spec, tmp_path / "data") == tmp_path / "data" / "q" / "profiles" / "current"  # kept
@@ -34,7 +35,7 @@ def test_quality_at_start__no_section_no_profile_and_no_error(tmp_path):
 
 
 def test_quality_at_start__asked_and_impossible_is_refused_before_anything_starts(tmp_path):
-    path = _spec(tmp_path, {"auto_retrain": True}, training_data=False)
+    path = _spec(tmp_path, {"window_rows": 500}, training_data=False)
     try:
         ensure_profile(load_spec(path), tmp_path / "data")
     except LifecycleError as exc:
@@ -44,4 +45,14 @@ def test_quality_at_start__asked_and_impossible_is_refused_before_anything_start
     # `up` says so and exits, before any broker or worker (the broker given here does not exist)
     result = CliRunner().invoke(main, ["up", str(path), "--broker", "kafka://127.0.0.1:1", "--data-dir",
                                        str(tmp_path / "data")])
-    assert result.exit_code != 0 and "asks for quality checks and auto-retraining" in result.output, result.output
+    assert result.exit_code != 0 and "asks for quality checks" in result.output, result.output
+
+
+def test_quality_at_start__auto_retraining_without_a_model_to_retrain_is_refused(tmp_path):
+    # the only model is external: nothing could be retrained when it decays
+    path = _spec(tmp_path, {"auto_retrain": True}, training_data=True)
+    with pytest.raises(SpecError, match="quality.auto_retrain.*no model can be retrained"):
+        load_spec(path)
+    result = CliRunner().invoke(main, ["up", str(path), "--broker", "kafka://127.0.0.1:1", "--data-dir",
+                                       str(tmp_path / "data")])
+    assert result.exit_code != 0 and "no model can be retrained" in result.output, result.output

@@ -73,3 +73,42 @@ def test_beats__needs_enough_discordant_pairs_and_significance():
     assert beats(0, 19, 0.95) == (False, pytest.approx(0.5 ** 19))  # significant, but too few pairs
     assert beats(5, 25, 0.95)[0] and not beats(25, 5, 0.95)[0]
     assert beats(0, 0, 0.95) == (False, 1.0)
+
+
+def test_retrain__since_the_change_it_learns_the_new_concept_only(tmp_path):
+    """A model of function 2 meets function 0 from request 2,000 on: its recorded Scores and the
+    labels place the change there, and a retrain since then learns from post-change rows alone —
+    and beats a retrain on everything on the new concept."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from pipelines.jobs.retrain import change_time
+
+    before, after = archive_and_feedback(2000, 2), archive_and_feedback(1500, 0)
+    after[0]["request_id"] = [f"s{i}" for i in range(1500)]
+    after[0]["received_at"] += pd.Timedelta(seconds=2000)
+    archive = pd.concat([before[0], after[0]], ignore_index=True)
+    feedback = {**before[1], **{f"s{i[1:]}": y for i, y in after[1].items()}}
+    old = labelled_rows(before[0], before[1], list(AGRAWAL_FEATURES))
+    spec = ModelSpec("m", "sklearn", "champion", "g", features=AGRAWAL_FEATURES)
+    tree = DecisionTreeClassifier(max_depth=6, random_state=0).fit(old[list(AGRAWAL_FEATURES)].to_numpy(), old["label"])
+    sk_flavour.save(tree, tmp_path / "m")
+    current = sk_flavour.load(spec, (tmp_path / "m").read_bytes())
+    rows = archive[[f"f_{k}" for k in AGRAWAL_FEATURES]].set_axis(list(AGRAWAL_FEATURES), axis=1).to_dict("records")
+    scores = pd.DataFrame({"request_id": archive["request_id"], "model_id": "m", "status": "ok",
+                           "prediction": [str(o.prediction) for o in current.score_batch(rows)]})
+
+    cut, labelled_after = change_time(scores, archive, feedback, "m")
+    change = archive.loc[2000, "received_at"]
+    assert abs((cut - change).total_seconds()) <= 100, (cut, change)  # within 100 requests of the change
+    assert 1200 <= labelled_after <= 1500
+
+    since = labelled_rows(archive, feedback, list(AGRAWAL_FEATURES), cut)
+    assert len(since) == sum(1 for r in archive.loc[archive["received_at"] >= cut, "request_id"] if r in feedback)
+    new_concept = {tuple(x) for x in after[0][[f"f_{k}" for k in AGRAWAL_FEATURES]].to_numpy()}
+    share = np.mean([tuple(x) in new_concept for x in since[list(AGRAWAL_FEATURES)].to_numpy()])
+    assert share >= 0.93, share  # at most a few requests from before the change
+    focused = retrain(current, since, holdout=0.2)
+    everything = retrain(current, labelled_rows(archive, feedback, list(AGRAWAL_FEATURES)), holdout=0.2)
+    # both are judged on the newest 20 % (post-change rows); the one that learnt the new concept only wins
+    assert focused.metrics["holdout"] > everything.metrics["holdout"] + 0.02, (focused.metrics, everything.metrics)
+    assert focused.metrics["holdout"] > focused.metrics["current_holdout"] + 0.1, focused.metrics
