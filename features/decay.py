@@ -7,8 +7,8 @@ decay verdict.
 
 Where the change happened (what a retrain should learn from) is estimated from each model's
 recent errors, not taken from ADWIN's window: after a detection ADWIN keeps whole buckets, and on
-an abrupt change from 5 % to 40 % errors its window still reached 250–900 labels before the
-change. :meth:`ErrorDrift.change_point` is the least-squares estimate of one change in the mean
+an abrupt change from 5 % to 40 % errors its window still reached 200–850 labels back before
+the change (three seeds). :meth:`ErrorDrift.change_point` is the least-squares estimate of one change in the mean
 (the split that maximises the cumulative sum's excursion), which sharpens as labels arrive.
 
 >>> watch = ErrorDrift()
