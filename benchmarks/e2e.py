@@ -55,15 +55,21 @@ def running_broker(url: str | None, workdir: Path) -> Iterator[str]:
 
 
 async def measure_rate(client: PipelineClient, pool: list[dict], rate: float, duration_s: float, slo_ms: float,
-                       deadline_ms: float | None = None) -> dict:
+                       deadline_ms: float | None = None, truth: list | None = None, labels: float = 0.0) -> dict:
     """Offer ``rate`` requests/s for ``duration_s`` (open loop) and wait for every Result. With the
     pipeline's ``deadline_ms``: ``overshoot_p99``, how long after its deadline a timeout was decided
-    (the rendezvous' own clock: the Result's latency minus the deadline)."""
+    (the rendezvous' own clock: the Result's latency minus the deadline). With ``labels`` > 0 and
+    the pool's ``truth``: that share of the requests gets its label as soon as its Result came,
+    while the load runs (feedback traffic, the learners and the detectors at work)."""
     n = max(1, int(rate * duration_s))
+    ids: list[str] = []
+    labelling = asyncio.create_task(_label(client, ids, truth, labels, n)) if labels > 0 and truth else None
     started = time.perf_counter()
-    ids = await client.run_load((pool[i % len(pool)] for i in range(n)), rate)
+    await client.run_load((pool[i % len(pool)] for i in range(n)), rate, ids=ids)
     offered = n / (time.perf_counter() - started)
     missing = await client.wait_results(ids, timeout_s=30)
+    if labelling:
+        await labelling
     lat = client.latencies_ms(ids)
     statuses = [client.received.results[i]["status"] for i in ids if i in client.received.results]
     row = {"rate": rate, "offered": offered, "n": n, "lost": len(missing), "timeouts": statuses.count("timeout"),
@@ -74,6 +80,19 @@ async def measure_rate(client: PipelineClient, pool: list[dict], rate: float, du
             if deadline_ms is not None and client.received.results.get(i, {}).get("status") == "timeout"]
     row["overshoot_p99"] = percentile(late, 99) if late else None
     return row
+
+
+async def _label(client: PipelineClient, ids: list[str], truth: list, share: float, n: int) -> None:
+    """Feedback for every ``1/share``-th request of ``ids`` (filled as they are sent), once answered."""
+    every, done = max(1, round(1 / share)), 0
+    while done < n:
+        await asyncio.sleep(0.05)
+        while done < len(ids) and ids[done] in client.received.results:
+            if done % every == 0:
+                await client.send_feedback(ids[done], truth[done % len(truth)])
+            done += 1
+        if done < len(ids) and time.perf_counter() - client.sent_at[ids[done]] > 30:  # lost: not labelled
+            done += 1
 
 
 def describe(row: dict) -> str:
@@ -91,13 +110,14 @@ async def warm_up(stack: Stack, client: PipelineClient, pool: list[dict], warmup
 
 
 async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: float, warmup_s: float,
-                   log) -> list[dict]:
-    pool = [x for x, _ in agrawal_rows(20_000, seed=77)]
+                   log, labels: float = 0.0) -> list[dict]:
+    pairs = list(agrawal_rows(20_000, seed=77))
+    pool, truth = [x for x, _ in pairs], [y for _, y in pairs]
     rows_out = []
     async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding) as client:
         await warm_up(stack, client, pool, warmup_s)
         for rate in rates:
-            row = await measure_rate(client, pool, rate, duration_s, slo_ms, stack.spec.deadline_ms)
+            row = await measure_rate(client, pool, rate, duration_s, slo_ms, stack.spec.deadline_ms, truth, labels)
             log(describe(row))
             rows_out.append(row)
             if row["lost"] or row["p99"] > 5 * slo_ms:  # far past saturation: higher rates say nothing new
@@ -106,8 +126,8 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
 
 
 def run_pipeline(broker: str | None, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
-                 warmup_s: float = WARMUP_S, quality: bool = False) -> dict:
-    run = f"bench-{groups}-{'q' if quality else 'n'}"
+                 warmup_s: float = WARMUP_S, quality: bool = False, labels: float = 0.0) -> dict:
+    run = f"bench-{groups}-{'q' if quality else 'n'}-{labels:g}"
     with running_broker(broker, workdir / run) as url:
         spec = load_spec(train_demo_models(workdir / run, pipeline=run, deadline_ms=deadline_ms, groups=groups))
         settings = replace(Settings.from_env(), broker=url, data_dir=workdir / run / "data", web_port=free_port())
@@ -117,10 +137,12 @@ def run_pipeline(broker: str | None, rates, duration_s, deadline_ms, slo_ms, wor
             profile_training_data(spec.name, workdir / run / "models" / "training.csv",
                                   list(dict.fromkeys(f for m in spec.models for f in m.features)), settings.data_dir)
         log(f"pipeline {spec.name}, {groups} model group(s), deadline {deadline_ms} ms, "
-            f"warm-up {warmup_s:g} s, {duration_s:g} s per rate")
+            f"warm-up {warmup_s:g} s, {duration_s:g} s per rate, quality worker {'on' if quality else 'off'}, "
+            f"labels for {labels:.0%} of the requests")
         with Stack(spec, settings) as stack:
-            results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, warmup_s, log))
-    return {"groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms, "quality": quality}
+            results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, warmup_s, log, labels))
+    return {"groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms, "quality": quality,
+            "labels": labels}
 
 
 def _machine() -> str:
@@ -150,6 +172,7 @@ def render(runs: list[dict], command: str) -> str:
         best = max((r["rate"] for r in run["results"] if r["sustained"]), default=0)
         layout = "xgb | lr + canary (2 model-group workers)" if run["groups"] == 2 else "xgb + lr + canary (1 model-group worker)"
         layout += ", with the quality worker (GX + drift on windows of 2,000)" if run.get("quality") else ""
+        layout += f", labels for {run['labels']:.0%} of the requests" if run.get("labels") else ""
         lines += [f"**{layout}** — deadline {run['deadline_ms']} ms; sustained = nothing lost, "
                   f"≤1% timeouts, p99 ≤ {run['slo_ms']:g} ms. **Maximum sustained rate measured: {best:g} requests/s.**", "",
                   "| offered rate (req/s) | achieved | requests | p50 ms | p99 ms | p99.9 ms | timeouts | lost | duplicates | sustained |",
@@ -184,6 +207,8 @@ def main(argv=None) -> None:
     parser.add_argument("--groups", default="2,1", help="model-group layouts to measure: 2 (demo layout) and/or 1")
     parser.add_argument("--quality", default="off", help="off, on, or off,on: run the data-quality worker beside "
                                                          "the pipeline (to show what validation costs the answers)")
+    parser.add_argument("--labels", default="0", help="share(s) of the requests labelled as their Results come, "
+                                                      "e.g. 0,0.1: feedback traffic beside the load")
     parser.add_argument("--warmup-s", type=float, default=None,
                         help=f"seconds of 200 req/s before measuring (default: {WARMUP_S:g})")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -192,8 +217,8 @@ def main(argv=None) -> None:
     warmup_s = args.warmup_s if args.warmup_s is not None else WARMUP_S
     with tempfile.TemporaryDirectory(prefix="rdv-bench-") as tmp:
         runs = [run_pipeline(args.broker, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print,
-                             int(g), warmup_s, q == "on")
-                for g in args.groups.split(",") for q in args.quality.split(",")]
+                             int(g), warmup_s, q == "on", float(share))
+                for g in args.groups.split(",") for q in args.quality.split(",") for share in args.labels.split(",")]
     command = "python -m benchmarks.e2e " + " ".join(argv if argv is not None else os.sys.argv[1:])
     write(args.out, render(runs, command.strip()))
     print(f"wrote {args.out}")

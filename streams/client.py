@@ -105,9 +105,11 @@ class PipelineClient:
         return rid
 
     async def run_load(self, rows: Iterable[Mapping[str, Any]], rate_per_s: float,
-                       on_sent: Callable[[int], None] = lambda n: None, **kwargs) -> list[str]:
-        """Send ``rows`` at a steady ``rate_per_s`` (open loop: sends never wait for answers)."""
-        ids = []
+                       on_sent: Callable[[int], None] = lambda n: None, ids: list[str] | None = None,
+                       **kwargs) -> list[str]:
+        """Send ``rows`` at a steady ``rate_per_s`` (open loop: sends never wait for answers);
+        their ids, also appended to ``ids`` as they are sent if given."""
+        ids = [] if ids is None else ids
         start = time.perf_counter()
         for i, row in enumerate(rows):
             delay = start + i / rate_per_s - time.perf_counter()
