@@ -4,6 +4,8 @@ The core joins each piece of feedback with its request (``agents/feedback.py``) 
 the labelled example; every model group hosting River models consumes that topic (its own
 consumer group) and calls ``learn_one`` in the order labels arrived on each partition — the
 same process that scores with the model, so the next micro-batch already uses what it learned.
+When a learner's own errors drift it is replaced by a fresh copy grown beside it, or reset, as
+the spec's ``learning`` section says (``pipelines/flavours/river.py``).
 
 Every ``checkpoint_s`` seconds (spec field, default 60) a model that learned something is saved
 to the registry as a new version (same role, group and preference; its progressive-validation
@@ -47,6 +49,9 @@ def register(w: Worker, group: str, runner: ModelGroup, view: RegistryView) -> N
             learners = [m for m in runner.models if isinstance(m, RiverModel)]
             if not learners:
                 continue
+            for model in learners:  # a version loaded since: how to adapt comes from the spec
+                if model.learning != spec.learning:
+                    model.adapt(spec.learning)
             for event in events:
                 try:
                     example = codec.decode(event.message.value, event.message.key)

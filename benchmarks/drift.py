@@ -32,7 +32,7 @@ import pickle
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +134,8 @@ def drift_width(requests: int, drift_at: int) -> int:
 
 
 def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
-              seed: int = 7, artifacts: dict | None = None, functions: tuple[int, int] = (2, 0)) -> DriftRun:
+              seed: int = 7, artifacts: dict | None = None, functions: tuple[int, int] = (2, 0),
+              adapt: str = "background") -> DriftRun:
     from river.datasets import synth
 
     from pipelines.flavours.base import score_record
@@ -146,6 +147,7 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     spec = _spec(POLICIES[policy], artifacts)
     models = [resolve(f"{FLAVOURS[m.flavour].module}:load")(m, artifacts[m.id]) for m in spec.models]
     learner = next(m for m in models if m.spec.id == "learner")
+    learner.adapt(replace(spec.learning, adapt=adapt))  # what agents/learner.py does with the spec's section
     clock = [0.0]
     server = Rendezvous(spec, DictStore(), clock=lambda: clock[0])
     stream = synth.ConceptDriftStream(synth.Agrawal(classification_function=functions[0], seed=seed),

@@ -209,6 +209,35 @@ class QualitySpec:
                    enabled=bool(raw.get("enabled", True)))
 
 
+ADAPT = ("background", "reset", "none")
+
+
+@dataclass(frozen=True)
+class LearningSpec:
+    """Spec field ``learning``: what a River learner does when its own error rate drifts (ADWIN on
+    its progressive-validation errors, ``delta``). ``background``: grow a fresh copy beside it from
+    that moment, and let it take over once it does better on the last ``grace`` examples where the
+    two differ (the ARF / ADWIN-bagging idea); ``reset``: start again from a fresh copy at once;
+    ``none``: leave it to the learner."""
+
+    adapt: str = "background"
+    delta: float = 0.002
+    grace: int = 200
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "LearningSpec":
+        if raw is None:
+            return cls()
+        _section(raw, "learning", cls.__dataclass_fields__)
+        adapt = raw.get("adapt", cls.adapt)
+        if adapt not in ADAPT:
+            raise SpecError(f"field 'learning.adapt' is {adapt!r}; expected one of {ADAPT}")
+        delta = raw.get("delta", cls.delta)
+        if not isinstance(delta, (int, float)) or not 0 < delta < 1:
+            raise SpecError(f"field 'learning.delta' must be a number between 0 and 1 (got {delta!r})")
+        return cls(adapt, float(delta), _positive(raw.get("grace", cls.grace), "learning.grace"))
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     name: str
@@ -219,6 +248,7 @@ class PipelineSpec:
     checks: Checks = field(default_factory=Checks)
     fallback: FallbackSpec = field(default_factory=FallbackSpec)
     quality: QualitySpec = field(default_factory=QualitySpec)
+    learning: LearningSpec = field(default_factory=LearningSpec)
     task: str = "classification"
     feedback_ttl_s: int = 600     # feedback later than this after its request is refused (DLQ)
     checkpoint_s: int = 60        # online learners are checkpointed to the registry this often
@@ -276,6 +306,7 @@ class PipelineSpec:
             checks=Checks.from_dict(data.get("checks")),
             fallback=FallbackSpec.from_dict(data.get("fallback")),
             quality=quality,
+            learning=LearningSpec.from_dict(data.get("learning")),
             task=task,
             feedback_ttl_s=_positive(data.get("feedback_ttl_s", 600), "feedback_ttl_s"),
             checkpoint_s=_positive(data.get("checkpoint_s", 60), "checkpoint_s"),
@@ -292,6 +323,7 @@ class PipelineSpec:
             "checks": {k: v for k, v in vars(self.checks).items() if v is not None},
             "fallback": vars(self.fallback),
             "quality": vars(self.quality),
+            "learning": vars(self.learning),
             "task": self.task,
             "feedback_ttl_s": self.feedback_ttl_s,
             "checkpoint_s": self.checkpoint_s,

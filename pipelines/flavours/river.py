@@ -8,14 +8,19 @@ bytes against the SHA-256 recorded when it was registered before this module unp
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from typing import Any, Mapping, Sequence
 
-from river import base, metrics, utils
+from river import base, drift, metrics, utils
 
 from pipelines.flavours.base import ArtifactError, Model, Outcome
-from pipelines.spec import ModelSpec
+from pipelines.promotion import beats
+from pipelines.spec import LearningSpec, ModelSpec
 
 __all__ = ["RiverModel", "load", "save"]
+
+TAKE_OVER = 0.99  # confidence that the fresh copy does better (McNemar's exact test, as promotions use)
+TRIAL = 25        # × grace: examples a waiting copy learns beside the learner before it is dropped
 
 
 class RiverModel(Model):
@@ -25,9 +30,17 @@ class RiverModel(Model):
     ``metric`` is River's progressive validation of the learner: every example is predicted
     *before* it is learned (what ``river.evaluate.progressive_val_score`` does), over a rolling
     window — Accuracy for classifiers, MAE for regressors.
+
+    When those errors rise (ADWIN), the spec's ``learning.adapt`` says what happens: a fresh copy
+    (River's ``clone()``: same hyperparameters, nothing learned) grows beside the learner and takes
+    over once it does better on the last ``grace`` examples where the two differ, by McNemar's
+    exact test at 99 % (``background``); the one it replaced then stays beside it on the same
+    terms, and whichever waits is dropped after ``25 × grace`` examples without winning. Or the
+    fresh copy replaces it at once (``reset``). A learner that adapts by itself (a Hoeffding *adaptive* tree swaps subtrees)
+    still keeps the old concept in its other branches: measured in BENCHMARKS.md.
     """
 
-    def __init__(self, spec: ModelSpec, model, window: int = 500) -> None:
+    def __init__(self, spec: ModelSpec, model, window: int = 500, learning: LearningSpec | None = None) -> None:
         super().__init__(spec)
         self.model = model
         self._proba = hasattr(model, "predict_proba_one")
@@ -35,9 +48,20 @@ class RiverModel(Model):
         self._binary = self.classifier and not getattr(model, "_multiclass", False)
         self.metric = utils.Rolling(metrics.Accuracy if self.classifier else metrics.MAE, window_size=window)
         self.learned = 0
+        self.adapt(learning or LearningSpec())
+
+    def adapt(self, learning: LearningSpec) -> None:
+        """How to react when its own error rate drifts (the spec's ``learning`` section)."""
+        self.learning = learning
+        self._detector = drift.ADWIN(delta=learning.delta)
+        self.fresh = None                 # the copy grown in the background since the last drift
+        self._errors: deque = deque()     # the last `grace` examples where one of the two did better: the fresh one?
+        self._trial = 0                   # examples the fresh copy has learned
+        self.drifts, self.replaced = 0, 0
 
     def learn(self, row: Mapping[str, Any], label: Any) -> bool:
-        """Predict, score the prediction, then ``learn_one``; False if the row lacks a feature."""
+        """Predict, score the prediction, then ``learn_one``; False if the row lacks a feature. A
+        drift in its own errors resets or replaces the learner (:meth:`adapt`)."""
         x = {name: row.get(name) for name in self.features} if self.features else dict(row)
         if any(value is None or isinstance(value, str) for value in x.values()):
             return False
@@ -47,7 +71,43 @@ class RiverModel(Model):
             self.metric.update(y, prediction)
         self.model.learn_one(x, y)
         self.learned += 1
+        if self.learning.adapt != "none" and prediction is not None:
+            self._watch(x, y, self._error(prediction, y))
         return True
+
+    def _error(self, prediction, y) -> float:
+        if prediction is None:
+            return 1.0 if self.classifier else 0.0
+        return float(prediction != y) if self.classifier else abs(float(prediction) - float(y))
+
+    def _watch(self, x: dict, y, error: float) -> None:
+        if self.fresh is not None:
+            mine = self._error(self.fresh.predict_one(x), y)
+            self.fresh.learn_one(x, y)
+            self._trial += 1
+            if mine != error:  # a discordant example: only one of the two did better
+                self._errors.append(mine < error)
+                if len(self._errors) > self.learning.grace:
+                    self._errors.popleft()
+                fresh_only = sum(self._errors)
+                if beats(len(self._errors) - fresh_only, fresh_only, TAKE_OVER)[0]:
+                    # it takes over; the one it replaces keeps learning beside it for a trial of its own,
+                    # and comes back if it proves better again (it may know what both concepts share)
+                    self.model, self.fresh, self._errors, self._trial = self.fresh, self.model, deque(), 0
+                    self.replaced += 1
+            if self.fresh is not None and self._trial >= TRIAL * self.learning.grace:
+                self.fresh = None  # it never proved better: the learner had adapted by itself
+        before = self._detector.estimation
+        self._detector.update(error)
+        # ADWIN fires on any change of the mean: only more errors call for a new learner (a fresh
+        # one that improves is a change too — reacting to it replaced a learner up to 6 times)
+        if self._detector.drift_detected and self._detector.estimation > before:
+            self.drifts += 1
+            if self.learning.adapt == "reset":
+                self.model = self.model.clone()
+                self.replaced += 1
+            elif self.fresh is None:
+                self.fresh, self._errors, self._trial = self.model.clone(), deque(), 0
 
     def _target(self, label: Any):
         if not self.classifier:

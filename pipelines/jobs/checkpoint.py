@@ -26,7 +26,8 @@ async def checkpoint_learners(models: list, state: dict[str, dict], store: Artif
         sha = await asyncio.to_thread(store.put_bytes, data, model.spec.id)
         accuracy = model.metric.get()
         metrics = {"examples_learned": float(model.learned),
-                   ("progressive_accuracy" if model.classifier else "progressive_mae"): float(accuracy)}
+                   ("progressive_accuracy" if model.classifier else "progressive_mae"): float(accuracy),
+                   "drifts": float(getattr(model, "drifts", 0)), "replaced": float(getattr(model, "replaced", 0))}
         (record,) = registry.checkpoint(state, model.spec.id, sha, by=by, metrics=metrics)
         store.record(record)
         model.spec = registry.to_model_spec(record, store)  # so the group does not reload what it wrote

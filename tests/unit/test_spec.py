@@ -34,6 +34,7 @@ def test_spec__round_trips_through_yaml(tmp_path):
     again = tmp_path / "again.yaml"
     again.write_text(yaml.safe_dump(spec.to_dict()))
     assert load_spec(again).models == spec.models
+    assert load_spec(again).learning == spec.learning and spec.learning.adapt == "background"  # the default
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,10 @@ def test_spec__round_trips_through_yaml(tmp_path):
         ({"models": [{"id": "a", "flavour": "sklearn"}]}, "'models[0].artifact'"),
         ({"models": [{"id": "a", "flavour": "sklearn", "artifact": "x", "role": "boss"}]}, "'models[0].role'"),
         ({"models": [{"id": "a", "flavour": "sklearn", "artifact": "x", "role": "canary"}]}, "champion or challenger"),
+        ({"learning": {"adapt": "forget"}}, "'learning.adapt'"),
+        ({"learning": {"delta": 2}}, "'learning.delta'"),
+        ({"learning": {"grace": 0}}, "'learning.grace'"),
+        ({"quality": {"retrain_min_rows": -1}}, "'quality.retrain_min_rows'"),
     ],
 )
 def test_spec__invalid_field_is_named(change, field):
