@@ -82,6 +82,9 @@ class QualityWorker:
             await self.consumer.seek_to_end(*tps)
             log.info("quality: watching %s (windows of %d requests or %d s)", self.folder / "archive",
                      self.rules.window_rows, self.rules.window_s)
+            # GX's context and the suite now, before traffic: ~2.4 s of CPU that the first window
+            # otherwise spent beside the answers (BENCHMARKS.md, sidecars)
+            await asyncio.to_thread(self.monitor)
             while not stop.is_set():
                 await self._model_decay()
                 await self.tick()

@@ -36,7 +36,7 @@ from pipelines.spec import load_spec
 from pipelines.jobs.train import agrawal_rows, train_demo_models
 from streams.app import tune_gc
 from streams.kafka.broker import free_port
-from streams.client import PipelineClient
+from benchmarks.loadgen import load_client
 from streams.demo import percentile
 from streams.kafka.settings import Settings
 from streams.stack import Stack
@@ -104,11 +104,11 @@ def run_raw(settings: Settings, partitions: int, rates, duration_s, slo_ms, floo
 
 
 # -- (b) Rendezvous --------------------------------------------------------------------------
-def run_rendezvous(spec, settings: Settings, rates, duration_s, slo_ms, warmup_s, refine, log) -> dict:
+def run_rendezvous(spec, settings: Settings, rates, duration_s, slo_ms, warmup_s, refine, log,
+                   client_kind: str = "native") -> dict:
     async def scenario(stack: Stack) -> list[dict]:
         pool = _pool()
-        async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding,
-                                  tuning=stack.settings) as client:  # the knobs the workers and the raw pipe use
+        async with load_client(stack, client_kind) as client:
             await e2e.warm_up(stack, client, pool, warmup_s)
             return await sweep(lambda rate: e2e.measure_rate(client, pool, rate, duration_s, slo_ms,
                                                              stack.spec.deadline_ms), rates, slo_ms,
@@ -264,6 +264,7 @@ def main(argv=None) -> None:
     parser.add_argument("--flood", type=int, default=20_000, help="messages in the raw pipe's throughput flood")
     parser.add_argument("--warmup-s", type=float, default=e2e.WARMUP_S, help="warm-up at 200/s (seconds)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="which to run: raw,rendezvous,peer")
+    parser.add_argument("--client", choices=["native", "python"], default="native", help=e2e.CLIENT_HELP)
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
@@ -285,7 +286,7 @@ def main(argv=None) -> None:
             if "rendezvous" in systems:
                 print(f"(b) Rendezvous: {', '.join(m.id for m in spec.models)} + decoy, {args.groups} model group(s)")
                 runs["rendezvous"] = run_rendezvous(spec, settings, rates, args.duration_s, args.slo_ms, warmup_s,
-                                                    args.refine, print)
+                                                    args.refine, print, args.client)
             if "peer" in systems:
                 print(f"(c) the REST peer: FastAPI + uvicorn, {args.peer_workers} worker(s)")
                 runs["peer"] = run_peer(spec_path, args.peer_workers, rates, args.duration_s, args.slo_ms, args.refine,

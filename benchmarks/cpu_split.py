@@ -22,6 +22,7 @@ from pathlib import Path
 from pipelines.spec import load_spec
 from pipelines.jobs.train import agrawal_rows, train_demo_models
 from streams.kafka.broker import KafkaBroker, free_port
+from benchmarks.loadgen import load_client
 from streams.client import PipelineClient
 from streams.demo import percentile
 from streams.kafka.settings import Settings
@@ -35,8 +36,9 @@ def cpu_seconds(pid: int) -> float:
 
 async def measure(stack: Stack, broker, args) -> None:
     pool = [x for x, _ in agrawal_rows(20_000, seed=1)]
-    async with PipelineClient(stack.settings, stack.spec.name) as client:
-        await stack.wait_ready(client)
+    async with PipelineClient(stack.settings, stack.spec.name) as ready:
+        await stack.wait_ready(ready)
+    async with load_client(stack, args.client) as client:
         pids = {role: p.pid for role, p in stack.workers.items()}
         pids.update(broker=broker.process.pid, client=os.getpid())
         for window in range(args.rounds):
@@ -68,11 +70,20 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="windows in a row (the first ones warm the JVM up)")
     parser.add_argument("--groups", type=int, default=2, choices=[1, 2])
     parser.add_argument("--py-spy", type=Path, default=None, help="directory for py-spy profiles of the last window")
+    parser.add_argument("--quality", action="store_true",
+                        help="profile the training data first: the stack then runs the quality worker too")
+    parser.add_argument("--client", choices=["native", "python"], default="native",
+                        help="the load generator: librdkafka (benchmarks/loadgen.py) or aiokafka (PipelineClient)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rdv-cpu-") as tmp:
         spec = load_spec(train_demo_models(Path(tmp), pipeline="cpu", groups=args.groups))
         with KafkaBroker(data_dir=Path(tmp) / "kafka") as broker:
             settings = replace(Settings.from_env(), broker=broker.url, data_dir=Path(tmp) / "data", web_port=free_port())
+            if args.quality:
+                from features.reference import profile_training_data
+
+                profile_training_data(spec.name, Path(tmp) / "models" / "training.csv",
+                                      list(dict.fromkeys(f for m in spec.models for f in m.features)), settings.data_dir)
             with Stack(spec, settings) as stack:
                 asyncio.run(measure(stack, broker, args))
 

@@ -3,6 +3,7 @@
     python -m benchmarks.drift                 # every policy in-process, ucb on the broker at 100/s; writes BENCHMARKS.md
     python -m benchmarks.drift --pipeline-rates 200 --policies ucb
     python -m benchmarks.drift --policies ucb,preference --pipeline-rates '' --requests 8000 --drift-at 3000 --label-delay 200
+    python -m benchmarks.drift --adaptation    # River learners alone through 8 changes of concept, per learning.adapt
 
 River's Agrawal loan stream switches its classification function (2 → 0) at ``--drift-at``
 (``ConceptDriftStream``, as abrupt as River allows: see :func:`drift_width`). Three real models answer every request:
@@ -62,9 +63,40 @@ class DriftRun:
     xgb_right: list = field(default_factory=list)
     alerts: list = field(default_factory=list)
     rate: float = 100.0  # requests per second (the injected clock's, or the client's)
+    model_right: dict = field(default_factory=dict)   # model -> right per request (None before it existed)
+    events: list = field(default_factory=list)        # (request, "retrained" | "promoted", model, detail)
 
     def accuracy(self, start: int, stop: int, series: str = "right") -> float:
         return float(np.mean(getattr(self, series)[start:stop]))
+
+    def best(self, last: int = 1000) -> tuple[str | None, float]:
+        """The model most often right over the last ``last`` requests (any model, a retrained one
+        too), and that accuracy: the best the pipeline could answer on the new concept."""
+        scored = {m: float(np.mean([r for r in rights[-last:] if r is not None]))
+                  for m, rights in self.model_right.items() if sum(r is not None for r in rights[-last:]) >= last // 2}
+        if not scored:
+            return None, float("nan")
+        model = max(scored, key=scored.get)
+        return model, scored[model]
+
+    def labels_until(self, condition: np.ndarray) -> int | None:
+        """Labels of post-drift requests received before ``condition`` (per request) held for good."""
+        holds = np.nan_to_num(condition.astype(float), nan=0.0) > 0
+        after = np.flatnonzero(~holds[self.drift_at:])
+        t = self.drift_at + (after[-1] + 1 if len(after) else 0)
+        return None if t >= len(holds) else max(0, t - self.label_delay - self.drift_at)
+
+    def labels_until_best_answers(self, share: float = 0.8, window: int = 200) -> int | None:
+        """... until ≥ ``share`` of the answers (rolling) come from the best model."""
+        model, _ = self.best()
+        rolling = _rolling(np.array([c == model for c in self.chosen], dtype=float), window)
+        return self.labels_until(rolling >= share)
+
+    def labels_until_within(self, points: float = 0.02, window: int = 500) -> int | None:
+        """... until the answers' rolling accuracy is within ``points`` of the best model's."""
+        _, target = self.best()
+        rolling = _rolling(np.array(self.right, dtype=float), window)
+        return self.labels_until(rolling >= target - points)
 
     def labels_until_shift(self, window: int = 200) -> int | None:
         """Labels of post-drift requests received before the learner gave most of ``window`` answers."""
@@ -112,7 +144,7 @@ def train_models(seed: int = 1, function: int = 2):
             "learner": pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)}
 
 
-def _spec(policy: dict, artifacts: dict):
+def _spec(policy: dict, artifacts: dict, retrain_min_rows: int | None = None):
     import hashlib
 
     from pipelines.spec import PipelineSpec
@@ -123,6 +155,8 @@ def _spec(policy: dict, artifacts: dict):
 
     return PipelineSpec.from_dict({"pipeline": "drift", "deadline_ms": 100, "policy": policy,
                                    "fallback": {"min_labels": 100, "accuracy_margin": 0.05, "window": 300},
+                                   **({"quality": {"enabled": False, "auto_retrain": True,
+                                                   "retrain_min_rows": retrain_min_rows}} if retrain_min_rows else {}),
                                    "models": [entry("xgb", "xgboost", "champion"), entry("learner", "river", "challenger"),
                                               entry("canary", "sklearn", "canary")]})
 
@@ -135,7 +169,7 @@ def drift_width(requests: int, drift_at: int) -> int:
 
 def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
               seed: int = 7, artifacts: dict | None = None, functions: tuple[int, int] = (2, 0),
-              adapt: str = "background") -> DriftRun:
+              adapt: str = "background", retrain_min_rows: int | None = None, width: int | None = None) -> DriftRun:
     from river.datasets import synth
 
     from pipelines.flavours.base import score_record
@@ -144,7 +178,7 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     from pipelines.rendezvous import Rendezvous
 
     artifacts = artifacts or train_models()
-    spec = _spec(POLICIES[policy], artifacts)
+    spec = _spec(POLICIES[policy], artifacts, retrain_min_rows)
     models = [resolve(f"{FLAVOURS[m.flavour].module}:load")(m, artifacts[m.id]) for m in spec.models]
     learner = next(m for m in models if m.spec.id == "learner")
     learner.adapt(replace(spec.learning, adapt=adapt))  # what agents/learner.py does with the spec's section
@@ -152,8 +186,8 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     server = Rendezvous(spec, DictStore(), clock=lambda: clock[0])
     stream = synth.ConceptDriftStream(synth.Agrawal(classification_function=functions[0], seed=seed),
                                       synth.Agrawal(classification_function=functions[1], seed=seed + 1),
-                                      position=drift_at, width=drift_width(requests, drift_at), seed=seed)
-    run, pending = DriftRun(policy, drift_at, label_delay), deque()
+                                      position=drift_at, width=width or drift_width(requests, drift_at), seed=seed)
+    run, pending, labelled = DriftRun(policy, drift_at, label_delay), deque(), []
     for i, (x, label) in enumerate(itertools.islice(stream, requests)):
         features, rid, label = {k: float(x[k]) for k in FEATURES}, f"r{i}", int(label)
         out = server.on_request({"request_id": rid, "features": features, "deadline_ms": None, "tenant": None,
@@ -162,6 +196,7 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
             score = score_record(model.spec, rid, model.score_batch([features])[0], latency_ms=0.1)
             prediction = score["prediction"]
             out += server.on_score(score, 0)
+            run.model_right.setdefault(model.spec.id, [None] * i).append(str(prediction) == str(label))
             if model is learner:
                 run.learner_right.append(str(prediction) == str(label))
             elif model.spec.id == "xgb":
@@ -169,16 +204,55 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
         [(_, _, result)] = out
         run.chosen.append(result["model_id"])
         run.right.append(str(result["prediction"]) == str(label))
-        pending.append((rid, label, features))
+        pending.append((rid, label, features, clock[0]))
         if len(pending) > label_delay:
-            old, truth, seen = pending.popleft()
+            old, truth, seen, at = pending.popleft()
             example, refused = server.on_feedback({"request_id": old, "label": truth}, 0, seen)
             assert refused is None, refused
             learner.learn(example["features"], example["label"])  # what agents/learner.py does per example
+            labelled.append((at, seen, truth))
+            for job in server.retrain_jobs:  # what agents/feedback.py starts: `rendezvous retrain --since`
+                spec = _retrain(job, spec, models, labelled, server, run, i)
+            server.retrain_jobs.clear()
+            while server.promotions:  # what the core's auto-promotion does through the registry
+                spec = _promote(server.promotions.pop(0), spec, server, run, i)
         run.alerts += [(i, a["kind"], a["model_id"], a["cause"]) for a in server.alerts]
         server.alerts.clear()
         clock[0] += 10.0
     return run
+
+
+def _retrain(job, spec, models: list, labelled: list, server, run: DriftRun, i: int):
+    """A new version of the decayed model on the labelled requests since its change, added as a
+    shadow with the auto-promotion rule (``Lifecycle.retrain``'s steps, without the registry)."""
+    from dataclasses import replace as _replace
+
+    import pandas as pd
+
+    from pipelines.jobs.retrain import retrain
+    from pipelines.plugins import FLAVOURS, resolve
+
+    current = next(m for m in models if m.spec.id == job.model_id)
+    rows = pd.DataFrame([{**features, "label": truth} for at, features, truth in labelled if at >= job.since_ms])
+    result = retrain(current, rows, 0.2)
+    new_id = next(f"{job.model_id}-r{n}" for n in range(1, 100) if all(m.id != f"{job.model_id}-r{n}" for m in spec.models))
+    new_spec = _replace(current.spec, id=new_id, role="shadow", auto_promote=0.95, preference=len(spec.models))
+    models.append(resolve(f"{FLAVOURS[new_spec.flavour].module}:load")(new_spec, result.artifact))
+    spec = _replace(spec, models=spec.models + (new_spec,))
+    server.update(spec)
+    run.events.append((i, "retrained", new_id, f"{len(rows)} rows, held-out {result.metrics['holdout']:.3f}"))
+    return spec
+
+
+def _promote(found: dict, spec, server, run: DriftRun, i: int):
+    """The shadow that beat the champion becomes champion, the champion a challenger."""
+    from dataclasses import replace as _replace
+
+    roles = {found["model_id"]: "champion", found["champion"]: "challenger"}
+    spec = _replace(spec, models=tuple(_replace(m, role=roles.get(m.id, m.role)) for m in spec.models))
+    server.update(spec)
+    run.events.append((i, "promoted", found["model_id"], f"p = {found['p_value']:.4f}"))
+    return spec
 
 
 def run_on_broker(broker: str | None, policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
@@ -293,6 +367,126 @@ def render(runs: list[DriftRun], command: str) -> str:
     return "\n".join(lines)
 
 
+MATRIX_START, MATRIX_END = "<!-- drift-matrix:start -->", "<!-- drift-matrix:end -->"
+MATRIX_PAIRS = ((2, 0), (0, 2), (8, 9), (4, 1))
+
+
+def drift_matrix(policies=("ucb", "preference"), pairs=MATRIX_PAIRS, seeds=(7, 11, 13), delays=(50, 500),
+                 widths=(None, 1000), requests: int = 8000, drift_at: int = 3000, retrain_min_rows: int = 500,
+                 log=lambda line: None) -> list[tuple[dict, DriftRun]]:
+    """Every cell: a concept pair (models trained on the first), a seed, a label delay, an abrupt or
+    gradual change (``width`` requests), a policy; with auto-retraining and adaptive learners on."""
+    cells = []
+    for old, new in pairs:
+        artifacts = train_models(function=old)
+        for seed, delay, width, policy in itertools.product(seeds, delays, widths, policies):
+            started = time.perf_counter()
+            run = run_drift(policy, requests, drift_at, delay, seed, artifacts, (old, new),
+                            retrain_min_rows=retrain_min_rows, width=width)
+            cell = {"pair": (old, new), "seed": seed, "delay": delay, "drift": "gradual" if width else "abrupt",
+                    "policy": policy}
+            cells.append((cell, run))
+            log(f"{cell}: {time.perf_counter() - started:.1f} s, " + _matrix_cells(run)[-1])
+    return cells
+
+
+def _matrix_cells(run: DriftRun) -> list[str]:
+    d, n = run.drift_at, len(run.chosen)
+    detected = next((i for i, kind, _, _ in run.alerts if kind == "decay" and i >= d), None)
+    best, best_accuracy = run.best()
+    served = run.accuracy(n - 1000, n)
+    share, within = run.labels_until_best_answers(), run.labels_until_within()
+    events = ", ".join(f"{kind} {model} at {max(0, i - run.label_delay - d):,}" for i, kind, model, _ in run.events) or "-"
+
+    def labels(value):
+        return "never" if value is None else f"{value:,}"
+
+    return [labels(None if detected is None else max(0, detected - run.label_delay - d)), f"{best} ({best_accuracy:.3f})",
+            labels(share), labels(within), f"{best_accuracy - served:.3f}", events]
+
+
+def render_matrix(cells: list[tuple[dict, DriftRun]], command: str) -> str:
+    from benchmarks.e2e import _commit, _machine
+
+    lines = [MATRIX_START, f"### Drift matrix: detection, traffic, recovery, retraining — "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             f"- machine: {_machine()}", f"- git commit: `{_commit()}`", f"- command: `{command}`",
+             "- in-process (the real rendezvous, score book, detectors, policy, River learner with `learning.adapt: "
+             "background`, and the retrain and auto-promotion steps of the core without the registry); xgb + canary "
+             "trained on the first Agrawal function, the River learner warmed on it; 8,000 requests, the change "
+             "at 3,000 (abrupt, or gradual over 1,000 requests); `quality: {auto_retrain: true, retrain_min_rows: 500}`",
+             "- figures in labels of post-change requests: until a model's decay was flagged; until ≥ 80 % of the "
+             "answers (rolling 200) came from the best model for good; until the answers' rolling accuracy (500) was "
+             "within 2 points of the best model's for good. *best*: the model most often right in the last 1,000 "
+             "requests (a retrained one too); *cost*: its accuracy there minus the answers' (exploration and "
+             "switching)", "",
+             "| functions | drift | seed | label delay | policy | flagged | best (accuracy) | ≥ 80 % on best | within 2 pts | cost | retrain, promotion |",
+             "|---|---|---:|---:|---|---:|---|---:|---:|---:|---|"]
+    for cell, run in cells:
+        lines.append(f"| {cell['pair'][0]} → {cell['pair'][1]} | {cell['drift']} | {cell['seed']} | {cell['delay']} | "
+                     f"{cell['policy']} | " + " | ".join(_matrix_cells(run)) + " |")
+    lines += ["", MATRIX_END]
+    return "\n".join(lines)
+
+
+ADAPT_START, ADAPT_END = "<!-- adaptation:start -->", "<!-- adaptation:end -->"
+ADAPT_PAIRS = ((2, 0), (0, 2), (1, 4), (4, 1), (3, 6), (6, 8), (8, 9), (5, 7))
+ADAPT_WINDOWS = ((0, 1000), (1000, 2000), (2000, 6000))
+
+
+def adaptation_matrix(pairs=ADAPT_PAIRS, before: int = 4000, after: int = 6000, log=lambda line: None) -> list[dict]:
+    """A River learner alone, learning every label at once (prequential: each example predicted
+    before it is learned), through a change of Agrawal's function: its accuracy in windows after
+    the change, per learner (Hoeffding tree, Hoeffding adaptive tree) and ``learning.adapt`` mode."""
+    import pickle as _pickle
+
+    from river import tree
+
+    from pipelines.flavours import river as river_flavour
+    from pipelines.jobs.train import AGRAWAL_FEATURES, agrawal_rows
+    from pipelines.spec import LearningSpec, ModelSpec
+
+    rows = []
+    for learner_name, make in (("Hoeffding tree", tree.HoeffdingTreeClassifier),
+                               ("Hoeffding adaptive tree", lambda: tree.HoeffdingAdaptiveTreeClassifier(seed=1))):
+        for old, new in pairs:
+            stream = [*agrawal_rows(before, seed=4, function=old), *agrawal_rows(after, seed=5, function=new)]
+            row = {"learner": learner_name, "pair": (old, new)}
+            for mode in ("none", "reset", "background"):
+                model = river_flavour.load(ModelSpec("r", "river", "challenger", "g", features=AGRAWAL_FEATURES),
+                                           _pickle.dumps(make()))
+                model.adapt(LearningSpec(adapt=mode))
+                right = []
+                for x, y in stream:
+                    right.append(model.score_batch([x])[0].prediction == y)
+                    model.learn(x, y)
+                row[mode] = ([float(np.mean(right[before + a:before + b])) for a, b in ADAPT_WINDOWS], model.replaced)
+            log(f"{learner_name} {old}→{new}: " + " | ".join(
+                f"{m} " + " ".join(f"{v:.3f}" for v in row[m][0]) + f" ({row[m][1]})" for m in ("none", "reset", "background")))
+            rows.append(row)
+    return rows
+
+
+def render_adaptation(rows: list[dict], command: str) -> str:
+    from benchmarks.e2e import _commit, _machine
+
+    head = " | ".join(f"{a:,}–{b:,}" for a, b in ADAPT_WINDOWS)
+    lines = [ADAPT_START, f"### Online learners after a drift: none, reset, background — "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             f"- machine: {_machine()}", f"- git commit: `{_commit()}`", f"- command: `{command}`",
+             "- River's Agrawal stream: 4,000 examples of the first function, then 6,000 of the second; every label "
+             "at once, each example predicted before it is learned; accuracy over the examples after the change, "
+             "in windows (and how often the learner was replaced)", "",
+             f"| learner | functions | none: {head} | reset: {head} | background: {head} |",
+             "|---|---|" + "---:|" * 9]
+    for row in rows:
+        cells = [" | ".join(f"{v:.3f}" for v in row[m][0]) + (f" ({row[m][1]})" if row[m][1] else "")
+                 for m in ("none", "reset", "background")]
+        lines.append(f"| {row['learner']} | {row['pair'][0]} → {row['pair'][1]} | " + " | ".join(cells) + " |")
+    lines += ["", ADAPT_END]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     from benchmarks import e2e
 
@@ -306,8 +500,25 @@ def main(argv=None) -> None:
                              "(comma-separated; '' for none)")
     parser.add_argument("--broker", default=None, help=e2e.BROKER_HELP)
     parser.add_argument("--broker-policy", default="ucb", help="the policy of the runs on the broker")
+    parser.add_argument("--matrix", action="store_true",
+                        help="instead: the matrix of concept pairs x seeds x label delays x abrupt/gradual x "
+                             "policies, with auto-retraining and adaptive learners (in-process)")
+    parser.add_argument("--adaptation", action="store_true",
+                        help="instead: the River learners alone through 8 changes of concept, with each "
+                             "`learning.adapt` mode (none, reset, background)")
     parser.add_argument("--out", type=Path, default=e2e.ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
+    command = "python -m benchmarks.drift " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.matrix:
+        text = render_matrix(drift_matrix(log=lambda line: print(line, file=sys.stderr)), command)
+        print(text)
+        e2e.write(args.out, text, MATRIX_START, MATRIX_END)
+        return
+    if args.adaptation:
+        text = render_adaptation(adaptation_matrix(log=lambda line: print(line, file=sys.stderr)), command)
+        print(text)
+        e2e.write(args.out, text, ADAPT_START, ADAPT_END)
+        return
     artifacts = train_models()
     runs = []
     for name in args.policies.split(","):
@@ -320,7 +531,7 @@ def main(argv=None) -> None:
         run.rate = float(rate)
         run.policy += f" at {run.rate:g}/s"
         runs.append(run)
-    text = render(runs, "python -m benchmarks.drift " + " ".join(argv if argv is not None else sys.argv[1:]))
+    text = render(runs, command)
     print(text)
     e2e.write(args.out, text, START, END)
 

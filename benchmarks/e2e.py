@@ -10,7 +10,8 @@ another; ``--groups 1`` hosts all three in one worker. The broker is the embedde
 Kafka, started for the run) unless ``--broker kafka://…`` names a running one. Before measuring,
 a warm-up phase loads the pipeline at 200/s (``--warmup-s``): the JVM's compiler and the
 workers' first batches settle there, not in the figures.
-Latency is client-side: from the producer's send to the Result's arrival. A rate is
+Latency is client-side: from the producer's send to the Result's arrival, measured by the
+load generator (``--client``: librdkafka by default, ``benchmarks/loadgen.py``). A rate is
 *sustained* when nothing is lost, under 1% time out, and p99 ≤ the SLO.
 """
 
@@ -41,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- e2e:start -->", "<!-- e2e:end -->"
 WARMUP_S = 20.0
 BROKER = f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)"
+CLIENT_HELP = ("the load generator: native (librdkafka, benchmarks/loadgen.py: the cheapest on the shared "
+               "cores) or python (aiokafka, streams.client.PipelineClient)")
 BROKER_HELP = "a running broker, kafka://HOST:PORT (default: start the embedded one for this run)"
 
 
@@ -87,7 +90,7 @@ async def _label(client: PipelineClient, ids: list[str], truth: list, share: flo
     every, done = max(1, round(1 / share)), 0
     while done < n:
         await asyncio.sleep(0.05)
-        while done < len(ids) and ids[done] in client.received.results:
+        while done < len(ids) and ids[done] in client.received.result_at:
             if done % every == 0:
                 await client.send_feedback(ids[done], truth[done % len(truth)])
             done += 1
@@ -103,18 +106,22 @@ def describe(row: dict) -> str:
             + f"  lost {row['lost']}  {'ok' if row['sustained'] else 'NOT sustained'}")
 
 
-async def warm_up(stack: Stack, client: PipelineClient, pool: list[dict], warmup_s: float) -> None:
-    await stack.wait_ready(client)
+async def warm_up(stack: Stack, client, pool: list[dict], warmup_s: float) -> None:
+    """Wait until every model answers (probes through a PipelineClient), then load at 200/s with ``client``."""
+    async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding) as ready:
+        await stack.wait_ready(ready)
     warm = await client.run_load((pool[i % len(pool)] for i in range(int(200 * warmup_s))), 200.0)
     await client.wait_results(warm, timeout_s=30)
 
 
 async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: float, warmup_s: float,
-                   log, labels: float = 0.0) -> list[dict]:
+                   log, labels: float = 0.0, client_kind: str = "native") -> list[dict]:
+    from benchmarks.loadgen import load_client
+
     pairs = list(agrawal_rows(20_000, seed=77))
     pool, truth = [x for x, _ in pairs], [y for _, y in pairs]
     rows_out = []
-    async with PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding) as client:
+    async with load_client(stack, client_kind) as client:
         await warm_up(stack, client, pool, warmup_s)
         for rate in rates:
             row = await measure_rate(client, pool, rate, duration_s, slo_ms, stack.spec.deadline_ms, truth, labels)
@@ -126,7 +133,8 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
 
 
 def run_pipeline(broker: str | None, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
-                 warmup_s: float = WARMUP_S, quality: bool = False, labels: float = 0.0) -> dict:
+                 warmup_s: float = WARMUP_S, quality: bool = False, labels: float = 0.0,
+                 client: str = "native") -> dict:
     run = f"bench-{groups}-{'q' if quality else 'n'}-{round(labels * 100)}"
     with running_broker(broker, workdir / run) as url:
         spec = load_spec(train_demo_models(workdir / run, pipeline=run, deadline_ms=deadline_ms, groups=groups))
@@ -140,7 +148,7 @@ def run_pipeline(broker: str | None, rates, duration_s, deadline_ms, slo_ms, wor
             f"warm-up {warmup_s:g} s, {duration_s:g} s per rate, quality worker {'on' if quality else 'off'}, "
             f"labels for {labels:.0%} of the requests")
         with Stack(spec, settings) as stack:
-            results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, warmup_s, log, labels))
+            results = asyncio.run(_measure(stack, rates, duration_s, slo_ms, warmup_s, log, labels, client))
     return {"groups": groups, "results": results, "deadline_ms": deadline_ms, "slo_ms": slo_ms, "quality": quality,
             "labels": labels}
 
@@ -209,6 +217,7 @@ def main(argv=None) -> None:
                                                          "the pipeline (to show what validation costs the answers)")
     parser.add_argument("--labels", default="0", help="share(s) of the requests labelled as their Results come, "
                                                       "e.g. 0,0.1: feedback traffic beside the load")
+    parser.add_argument("--client", choices=["native", "python"], default="native", help=CLIENT_HELP)
     parser.add_argument("--warmup-s", type=float, default=None,
                         help=f"seconds of 200 req/s before measuring (default: {WARMUP_S:g})")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -217,7 +226,7 @@ def main(argv=None) -> None:
     warmup_s = args.warmup_s if args.warmup_s is not None else WARMUP_S
     with tempfile.TemporaryDirectory(prefix="rdv-bench-") as tmp:
         runs = [run_pipeline(args.broker, rates, args.duration_s, args.deadline_ms, args.slo_ms, Path(tmp), print,
-                             int(g), warmup_s, q == "on", float(share))
+                             int(g), warmup_s, q == "on", float(share), args.client)
                 for g in args.groups.split(",") for q in args.quality.split(",") for share in args.labels.split(",")]
     command = "python -m benchmarks.e2e " + " ".join(argv if argv is not None else os.sys.argv[1:])
     write(args.out, render(runs, command.strip()))

@@ -86,3 +86,42 @@ def test_kcat__json_requests_in_json_results_out_on_the_embedded_broker(cli_brok
 async def _ready_then_close(stack):
     client = await ready_client(stack)
     await client.__aexit__(None, None, None)
+
+
+def test_kcat__the_native_load_generator_gets_one_result_per_request_and_labels_meet_them(broker, trained, tmp_path,
+                                                                                          run):
+    """The benchmarks' librdkafka load generator: every request answered once, and its feedback
+    (murmur2-partitioned like the requests) joins them — none refused as unknown."""
+    from benchmarks.loadgen import NativeClient
+    from tests.integration.test_feedback import _until
+
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=500)
+
+    async def scenario():
+        ready = await ready_client(stack)
+        try:
+            pairs = list(agrawal_rows(200, seed=51))
+            async with NativeClient(stack.settings.bootstrap, stack.spec.name) as client:
+                ids = await client.run_load([x for x, _ in pairs], 200.0)
+                assert not await client.wait_results(ids, timeout_s=60)
+                assert client.received.duplicates == 0 and set(client.received.results) == set(ids)
+                assert all(client.received.results[i]["request_id"] == i for i in ids)
+                assert len(client.latencies_ms(ids)) == 200 and min(client.latencies_ms(ids)) > 0
+                for rid, (_, label) in zip(ids, pairs):
+                    await client.send_feedback(rid, label)
+            state = await _until(lambda: _labelled(stack, 200), 30)
+            assert state, "the labels did not all join their requests"
+            assert not [d for d in ready.received.dlq if "unknown request" in d.get("reason", "")], ready.received.dlq
+        finally:
+            await ready.__aexit__(None, None, None)
+
+    with stack:
+        run(scenario())
+
+
+async def _labelled(stack, n: int):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.settings.web_port}", timeout=10) as http:
+        models = (await http.get(f"/v1/{stack.spec.name}/models")).json()["models"]
+    return models if max((m.get("labelled") or 0 for m in models), default=0) >= n else None
