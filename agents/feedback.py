@@ -121,7 +121,8 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
         log.warning("retrain: %s decayed (%s); %d labelled requests since its change: %s", job.model_id, job.cause,
                     job.rows, " ".join(command[2:]))
         process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                       stderr=asyncio.subprocess.STDOUT, preexec_fn=idle_priority)
+                                                       stderr=asyncio.subprocess.STDOUT)
+        idle_priority(process.pid)  # from here (a preexec_fn is unsafe beside the consumer's thread)
         output = (await process.communicate())[0].decode(errors="replace").strip()
         done = process.returncode == 0
         reason = (f"{job.model_id} decayed ({job.cause}) and was retrained on the {job.rows} labelled requests since "

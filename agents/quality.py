@@ -15,8 +15,9 @@ feature, share of requests unlike the training population, model-decay alerts se
 and a decay verdict are Alerts. With ``quality.auto_retrain`` a decay verdict retrains the
 champion on the requests since the window that decayed, once ``retrain_min_rows`` of them are
 labelled (``pipelines/jobs/lifecycle.py``, as ``rendezvous retrain --since`` does). Decayed
-models are retrained by the core too, without this worker (``agents/feedback.py``). The reference profile is ``DATA_DIR/<p>/profiles/current``
-(``rendezvous profile``); without one the worker waits for it. Archive files already checked
+models are retrained by the core too, without this worker (``agents/feedback.py``). The
+reference profile is ``DATA_DIR/<p>/profiles/current`` (``rendezvous profile``); without one the
+worker waits for it. Archive files already checked
 are listed in ``DATA_DIR/<p>/quality/checked.txt``, so a restart does not check them again.
 """
 

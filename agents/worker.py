@@ -24,13 +24,13 @@ from tables.registry import RegistryView
 __all__ = ["Worker", "idle_priority"]
 
 
-def idle_priority() -> None:
-    """Run only on CPU nobody else wants (SCHED_IDLE on Linux; the lowest nice elsewhere): the
-    quality worker, and the retrains the core starts."""
+def idle_priority(pid: int = 0) -> None:
+    """Let process ``pid`` (0: this one) run only on CPU nobody else wants (SCHED_IDLE on Linux; the
+    lowest nice elsewhere): the quality worker, and the retrains the core starts."""
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     else:
-        os.nice(19)
+        os.setpriority(os.PRIO_PROCESS, pid, 19)
 
 log = logging.getLogger(__name__)
 

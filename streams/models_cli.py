@@ -310,9 +310,9 @@ def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_r
     """Train a new version of MODEL from the archive joined with feedback; register it as a shadow.
 
     After a change in the data, `--since change` trains it on the requests after the change only
-    (the ones before teach the old concept). The oldest labelled requests train it with MODEL's hyperparameters, the newest --holdout
-    judge it against MODEL and the champion (table printed, figures recorded as the version's
-    metrics). As a shadow it scores live traffic without answering; promote it with
+    (the ones before teach the old concept). The oldest labelled requests train it with MODEL's
+    hyperparameters, the newest --holdout judge it against MODEL and the champion (table printed,
+    figures recorded as the version's metrics). As a shadow it scores live traffic without answering; promote it with
     `rendezvous models promote`, or let --auto-promote do it when live feedback proves it better.
     """
     from rich.console import Console

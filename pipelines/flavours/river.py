@@ -36,8 +36,8 @@ class RiverModel(Model):
     over once it does better on the last ``grace`` examples where the two differ, by McNemar's
     exact test at 99 % (``background``); the one it replaced then stays beside it on the same
     terms, and whichever waits is dropped after ``25 × grace`` examples without winning. Or the
-    fresh copy replaces it at once (``reset``). A learner that adapts by itself (a Hoeffding *adaptive* tree swaps subtrees)
-    still keeps the old concept in its other branches: measured in BENCHMARKS.md.
+    fresh copy replaces it at once (``reset``). A learner that adapts by itself (a Hoeffding
+    *adaptive* tree swaps subtrees) is seldom replaced: BENCHMARKS.md, *online learners*.
     """
 
     def __init__(self, spec: ModelSpec, model, window: int = 500, learning: LearningSpec | None = None) -> None:
