@@ -147,9 +147,12 @@ def worker(spec: Path, role: str, broker: str | None, data_dir: Path | None) -> 
     settings = Settings.from_env(broker=broker, data_dir=data_dir)
     if not settings.broker:
         raise click.ClickException(str(NoBrokerError("worker")))
-    from pipelines.jobs.lifecycle import live_pipeline
+    from pipelines.jobs.lifecycle import LifecycleError, live_pipeline
 
-    live = asyncio.run(live_pipeline(load_spec(spec), settings, settings.data_dir))
+    try:
+        live = asyncio.run(live_pipeline(load_spec(spec), settings, settings.data_dir))
+    except LifecycleError as exc:
+        raise click.ClickException(str(exc)) from None
     if role == "quality":  # not a Faust app: see agents/quality.py
         from agents import quality
 
@@ -230,6 +233,7 @@ def demo(n_requests: int, rate: float | None, deadline_ms: int, warmup_s: float,
     Without --broker it runs on the embedded broker (DATA_DIR/broker) and starts the demo's
     pipeline from nothing; afterwards `rendezvous up` resumes it.
     """
+    from pipelines.jobs.lifecycle import LifecycleError
     from streams.kafka.broker import JarError, JavaError
     from streams.demo import DEFAULT_RATE, run_demo
 
@@ -238,7 +242,7 @@ def demo(n_requests: int, rate: float | None, deadline_ms: int, warmup_s: float,
         if not settings.broker:
             _fetch_jars()
         sys.exit(run_demo(settings, n_requests, rate or DEFAULT_RATE, deadline_ms, warmup_s))
-    except (JarError, JavaError) as exc:
+    except (JarError, JavaError, LifecycleError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

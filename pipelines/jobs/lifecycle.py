@@ -340,6 +340,31 @@ async def seed_registry(kafka: Kafka | str, spec: PipelineSpec, store: ArtifactS
     return state
 
 
+def _have_artifacts(spec: PipelineSpec, state: dict[str, dict], store: ArtifactStore, broker: str) -> None:
+    """Every live model's artifact is in this data directory's store — or is the spec's own file
+    with the same SHA-256 (put in now) — or the start is refused with what to do. A second host, or
+    a second ``demo`` from a new data directory against a broker that has the pipeline, otherwise
+    saw every worker die on a missing blob."""
+    files = {m.id: m.artifact for m in spec.models if m.artifact}
+    missing = []
+    for record in live_models(state):
+        sha = record.get("artifact_sha256")
+        if not sha or store.path(sha).exists():
+            continue
+        source = files.get(record["model_id"])
+        if source is not None and Path(source).is_file() and sha256_of(Path(source)) == sha:
+            store.put(Path(source), sha)  # the very bytes the registry names
+            continue
+        missing.append(f"{record['model_id']} v{record['model_version']} (sha256 {sha[:12]}…)")
+    if missing:
+        raise LifecycleError(
+            f"pipeline {spec.name} already exists on {broker}, and its registry names artifacts that are not in "
+            f"this data directory's store ({store.root / 'blobs'}): {', '.join(missing)}. They were registered from "
+            "another data directory (another host, or an earlier run). Start with that data directory "
+            "(--data-dir / RDV_DATA_DIR) or a copy of its registry/ folder, or run under a new pipeline name "
+            "(`pipeline:` in the spec). Workers on several hosts need one shared store: not there yet (issue 20)")
+
+
 async def live_pipeline(spec: PipelineSpec, kafka: Kafka | str | Settings, data_dir: Any) -> PipelineSpec:
     """The pipeline as the registry says it is now (seeded from ``spec`` where it knows nothing).
 
@@ -352,6 +377,7 @@ async def live_pipeline(spec: PipelineSpec, kafka: Kafka | str | Settings, data_
 
     store = ArtifactStore(Path(data_dir) / "registry")
     state = await seed_registry(kafka_of(kafka), spec, store, by=whoami())
+    _have_artifacts(spec, state, store, kafka_of(kafka).bootstrap)
     folder = Path(data_dir) / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
