@@ -377,10 +377,12 @@ def drift_matrix(policies=("ucb", "preference"), pairs=MATRIX_PAIRS, seeds=(7, 1
                  log=lambda line: None) -> list[tuple[dict, DriftRun]]:
     """Every cell: a concept pair (models trained on the first), a seed, a label delay, an abrupt or
     gradual change (``width`` requests), a policy; with auto-retraining and adaptive learners on."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     cells, futures = [], []
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # cells are independent and seeded
+    # cells are independent and seeded; spawned, not forked: a fork after XGBoost's OpenMP start hung
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         for old, new in pairs:
             artifacts = train_models(function=old)
             for seed, delay, width, policy in itertools.product(seeds, delays, widths, policies):
