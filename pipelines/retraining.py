@@ -5,7 +5,8 @@ changed. Retraining then, on everything archived, teaches the old concept again:
 retrained XGBoost learn 5,436 rows, mostly from before the change, and score exactly like the
 model it replaced. So a decay opens a *pending* retrain for that model, and the job is only
 ready once ``min_rows`` labelled requests came after the change — placed by the error history's
-change-point estimate, re-estimated as labels arrive (it sharpens with them). The job names the
+change-point estimate, re-estimated as labels arrive (it sharpens with them), and never before
+half of them came after the detection. The job names the
 model and the change's time: the retrain learns from the requests since then, nothing older
 (``Lifecycle.retrain(since=...)``).
 
@@ -85,7 +86,10 @@ class RetrainPlanner:
         ready = []
         for model_id, pending in list(self.pending.items()):
             pending.labels += 1
-            if pending.labels % self.check_every:
+            # a placement from a few dozen labels after the detection can pick an older, smaller change
+            # (measured: 514 requests early, half the retrain set before the change): wait for half
+            # the rows after the detection itself first
+            if pending.labels % self.check_every or pending.labels < self.min_rows // 2:
                 continue
             # the change after the one its last retrain learned from (a history may hold both)
             since_ms, rows = self.drift.change_point(model_id, self.cuts.get(model_id))
