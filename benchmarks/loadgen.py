@@ -21,6 +21,7 @@ import uuid
 from typing import Any, Iterable, Mapping
 
 from schemas.codec import codec_for
+from streams.client import PipelineClient, paced
 from streams.kafka.topics import PipelineTopics
 
 __all__ = ["NativeClient", "load_client"]
@@ -32,8 +33,6 @@ def load_client(stack, kind: str = "native"):
         if stack.settings.security_protocol != "PLAINTEXT":
             raise SystemExit("the native load generator speaks PLAINTEXT only: pass --client python")
         return NativeClient(stack.settings.bootstrap, stack.spec.name, stack.settings.encoding)
-    from streams.client import PipelineClient
-
     return PipelineClient(stack.settings, stack.spec.name, stack.settings.encoding)
 
 
@@ -127,11 +126,7 @@ class NativeClient:
                        **_) -> list[str]:
         """Send ``rows`` at a steady ``rate_per_s`` (open loop); their ids, also appended to ``ids``."""
         ids = [] if ids is None else ids
-        start = time.perf_counter()
-        for i, row in enumerate(rows):
-            delay = start + i / rate_per_s - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for _, row in paced(rows, rate_per_s):
             ids.append(await self.send(row))
         return ids
 

@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping
 
 from aiokafka import TopicPartition
 
@@ -18,7 +18,18 @@ from schemas.codec import DecodeError, codec_for, decode_scores
 from streams.kafka.topics import PipelineTopics
 from streams.kafka.clients import Kafka, kafka_of
 
-__all__ = ["PipelineClient", "Received"]
+__all__ = ["PipelineClient", "Received", "paced"]
+
+
+async def paced(rows: Iterable[Any], rate_per_s: float) -> AsyncIterator[tuple[int, Any]]:
+    """``(i, row)`` for each of ``rows`` when it is due at a steady ``rate_per_s`` (open loop:
+    the schedule never waits for what the caller does with a row)."""
+    start = time.perf_counter()
+    for i, row in enumerate(rows):
+        delay = start + i / rate_per_s - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i, row
 
 
 @dataclass
@@ -110,11 +121,7 @@ class PipelineClient:
         """Send ``rows`` at a steady ``rate_per_s`` (open loop: sends never wait for answers);
         their ids, also appended to ``ids`` as they are sent if given."""
         ids = [] if ids is None else ids
-        start = time.perf_counter()
-        for i, row in enumerate(rows):
-            delay = start + i / rate_per_s - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for i, row in paced(rows, rate_per_s):
             ids.append(await self.send(row, **kwargs))
             on_sent(i + 1)
         return ids
