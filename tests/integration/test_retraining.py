@@ -46,13 +46,16 @@ def test_retraining__decayed_models_learn_from_the_requests_after_the_change(bro
             registry = await _until(retrained, 120, interval_s=1.0)
             assert registry, (f"the decayed models were not retrained; alerts: {client.received.alerts}\n"
                               f"core log:\n{stack.log_tail('core')}")
-            for model in ("xgb-r1", "lr-r1"):
+            # xgb's errors jump from ~0 to ~1: its change is placed exactly, and it learns from the requests
+            # after it only. lr is near chance on both concepts (its errors move from ~46 % to ~54 %): the
+            # place of so faint a change is an estimate, and a few requests before it may be in (CI once
+            # saw 4 of 504): at most 5 % of its rows here.
+            for model, extra in (("xgb-r1", 0), ("lr-r1", len(after) // 20)):
                 new = registry[model]
                 figures = new["metrics"]
                 assert new["role"] == "shadow" and figures["auto_promote_confidence"] == 0.95, new
-                # only requests after the change: none of the first 300, at least retrain_min_rows of the 500
                 assert figures["since_ms"] >= changed_at_ms - 1000, (figures["since_ms"], changed_at_ms)
-                assert 150 <= figures["rows_train"] + figures["rows_holdout"] <= len(after), figures
+                assert 150 <= figures["rows_train"] + figures["rows_holdout"] <= len(after) + extra, (model, figures)
             # xgb-r1 learnt the new concept, on which xgb is now nearly always wrong (lr, a linear model of a
             # non-linear concept, is near chance before and after: it decays and is retrained all the same)
             figures = registry["xgb-r1"]["metrics"]
