@@ -372,7 +372,7 @@ MATRIX_START, MATRIX_END = "<!-- drift-matrix:start -->", "<!-- drift-matrix:end
 MATRIX_PAIRS = ((2, 0), (0, 2), (8, 9), (4, 1))
 
 
-def drift_matrix(policies=("ucb", "preference"), pairs=MATRIX_PAIRS, seeds=(7, 11, 13), delays=(50, 500),
+def drift_matrix(policies=tuple(POLICIES), pairs=MATRIX_PAIRS, seeds=(7, 11, 13), delays=(50, 500),
                  widths=(None, 1000), requests: int = 8000, drift_at: int = 3000, retrain_min_rows: int = 500,
                  log=lambda line: None) -> list[tuple[dict, DriftRun]]:
     """Every cell: a concept pair (models trained on the first), a seed, a label delay, an abrupt or
@@ -556,7 +556,8 @@ def main(argv=None) -> None:
     parser.add_argument("--broker-policy", default="ucb", help="the policy of the runs on the broker")
     parser.add_argument("--matrix", action="store_true",
                         help="instead: the matrix of concept pairs x seeds x label delays x abrupt/gradual x "
-                             "policies, with auto-retraining and adaptive learners (in-process)")
+                             "--policies, with auto-retraining and adaptive learners (in-process; every policy: "
+                             "~25 min on 2 cores)")
     parser.add_argument("--adaptation", action="store_true",
                         help="instead: the River learners alone through 8 changes of concept, with each "
                              "`learning.adapt` mode (none, reset, background)")
@@ -564,10 +565,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     command = "python -m benchmarks.drift " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.matrix:
-        cells = drift_matrix(log=lambda line: print(line, file=sys.stderr))
+        cells = drift_matrix(policies=tuple(args.policies.split(",")), log=lambda line: print(line, file=sys.stderr))
         shown = [(f"Agrawal {c['pair'][0]} → {c['pair'][1]}, {c['drift']}, seed {c['seed']}, labels {c['delay']} late, "
                   f"{c['policy']} + auto-retrain", run) for c, run in cells
-                 if c["pair"] == (2, 0) and c["seed"] == 7 and c["delay"] == 500 and c["drift"] == "abrupt"]
+                 if c["pair"] == (2, 0) and c["seed"] == 7 and c["delay"] == 500 and c["drift"] == "abrupt"
+                 and c["policy"] in ("ucb", "preference")]
         plot_runs(shown, args.out.parent / "BENCHMARKS-drift.png")
         text = render_matrix(cells, command)
         print(text)
