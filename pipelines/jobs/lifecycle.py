@@ -95,14 +95,11 @@ class Lifecycle:
         return None if record["flavour"] == "external" else load_model(registry.to_model_spec(record, self.store))
 
     async def traffic(self, since: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-        """(archived requests, their recorded Scores, labels) — since ``since`` (ISO 8601) if given."""
+        """(archived requests, their recorded Scores, labels) — since ``since`` (:func:`_time`) if given."""
         base = self.settings.data_dir / self.pipeline
         archive, scores = read_archive(base / "archive"), read_scores(base / "scores")
         if since:
-            try:
-                cut = pd.Timestamp(since, tz="UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)
-            except ValueError:
-                raise LifecycleError(f"--since {since!r} is not a time; use ISO 8601, e.g. 2026-11-27T10:00") from None
+            cut = _time(since)
             if not archive.empty:
                 archive = archive[archive["received_at"] >= cut]
             scores = scores[scores["request_id"].isin(set(archive["request_id"]))]
@@ -286,14 +283,17 @@ class Lifecycle:
                 raise LifecycleError(f"--since change: {model_id} has no recorded Scores with feedback to place a "
                                      "change in; give a time instead")
             return cut
-        try:
-            if since.isdigit():
-                return pd.Timestamp(int(since), unit="ms", tz="UTC")
-            cut = pd.Timestamp(since)
-        except ValueError:
-            raise LifecycleError(f"--since {since!r} is neither a time (ISO 8601, e.g. 2026-11-27T10:00, or epoch "
-                                 "milliseconds) nor `change`") from None
-        return cut.tz_localize("UTC") if cut.tzinfo is None else cut
+        return _time(since, " or `change`")
+
+
+def _time(since: str, alternatives: str = "") -> pd.Timestamp:
+    """``--since`` as a UTC time: ISO 8601 (UTC unless it says otherwise) or epoch milliseconds."""
+    try:
+        cut = pd.Timestamp(int(since), unit="ms") if since.isdigit() else pd.Timestamp(since)
+    except ValueError:
+        raise LifecycleError(f"--since {since!r} is not a time: use ISO 8601 (e.g. 2026-11-27T10:00) or epoch "
+                             f"milliseconds{alternatives}") from None
+    return cut.tz_localize("UTC") if cut.tzinfo is None else cut
 
 
 def _next_version(versions: list[dict]) -> str:
