@@ -25,7 +25,11 @@ _DATA = click.option("--data-dir", envvar="RDV_DATA_DIR", default=None, show_env
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def main() -> None:
+@click.option("--store", envvar="RDV_STORE", default=None, show_envvar=True, metavar="URL",
+              help="Where model blobs, the archive, profiles and reports live for every host: file:///shared/dir, "
+                   "s3://bucket/prefix (credentials and AWS_ENDPOINT_URL from the environment), gs://…, hdfs://…. "
+                   "Default: the data directory (one host).")
+def main(store: str | None) -> None:
     """Rendezvous: run machine-learning models in production on Kafka.
 
     Every request is an event on PIPELINE.requests; every live model scores it in parallel;
@@ -37,6 +41,10 @@ def main() -> None:
       rendezvous up SPEC.yaml      run a deployment spec in the foreground
       rendezvous broker            the embedded broker (Apache Kafka) alone, on :9092
     """
+    import os
+
+    if store:  # every command, and the workers `up` starts, read it from here
+        os.environ["RDV_STORE"] = store
 
 
 def _foreground(process_stop, what: str) -> None:

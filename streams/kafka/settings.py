@@ -25,7 +25,8 @@ class Settings:
     """Every knob, each read from ``RDV_<NAME upper-cased>``."""
 
     broker: str | None = None            # kafka://host:port; None = none given
-    data_dir: Path = Path("data")        # archive, models, reports
+    data_dir: Path = Path("data")        # archive, models, reports (the store's local mirror)
+    store: str = ""                      # where every host finds them: file:///…, s3://bucket/prefix, gs://…; "" = data_dir
     encoding: str = "avro"               # what our workers write: avro (single-object) | json
     # measured (BENCHMARKS.md, "One broker"): a fetch answers as soon as a byte is there, and an idle
     # one waits 100 ms. A 2 ms wait for 8 KiB (issue 6) made every consumer poll 500 times a second:
@@ -105,6 +106,15 @@ class Settings:
                                          mechanism=security["sasl_mechanism"], ssl_context=security.get("ssl_context"))
         return faust.SSLCredentials(security["ssl_context"])
 
+    def open_store(self):
+        """The store (:mod:`streams.kafka.store`), one per URL and data directory in a process."""
+        from streams.kafka.store import Store
+
+        key = (self.store, str(self.data_dir))
+        if key not in _STORES:
+            _STORES[key] = Store(self.store or None, self.data_dir)
+        return _STORES[key]
+
     @property
     def bootstrap(self) -> str:
         if not self.broker:
@@ -112,10 +122,12 @@ class Settings:
         return kafka_bootstrap(self.broker)
 
 
+_STORES: dict = {}
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-_TYPES = {"broker": str}
+_TYPES = {"broker": str, "store": str}
 
 
 def _convert(name: str, raw: str, kind: type):
