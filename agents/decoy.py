@@ -1,7 +1,8 @@
 """The decoy: archives every raw request exactly as the models saw it.
 
-Parquet files under ``$RDV_DATA_DIR/<pipeline>/archive/`` for offline work (replay, retrain,
-the quality worker, notebooks), written in batches off the event loop; before every offset
+A Parquet dataset ``<pipeline>/archive/date=…/partition=…/`` in the store (``RDV_STORE``;
+the data directory by default) for offline work (replay, retrain, the quality worker,
+notebooks, DuckDB), written in batches off the event loop; before every offset
 commit the rows not yet written are spooled to ``archive/spool/`` (merged at the next batch),
 so no archived request is lost to a crash. The decoy has no
 stream of its own: the core consumes ``{p}.requests`` once, and each request is decoded once,
@@ -30,7 +31,8 @@ def register(w: Worker) -> ParquetArchive:
     """The archive, flushed on a timer and spooled before every commit; the rendezvous agent adds
     every request to it (:func:`archive_request`)."""
     app, spec, settings = w.app, w.spec, w.settings
-    archive = ParquetArchive(settings.data_dir / spec.name / "archive", settings.archive_flush_rows)
+    archive = ParquetArchive(settings.data_dir / spec.name / "archive", settings.archive_flush_rows,
+                             store=settings.open_store())
 
     @app.timer(settings.archive_flush_s, name=f"{spec.name}-decoy-flush")
     async def flush():

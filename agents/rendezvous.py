@@ -43,7 +43,8 @@ def register(w: Worker, archive: ParquetArchive,
     store = TableStore(table)
     server = Rendezvous(spec, store, miss_limit=settings.miss_limit, orphan_grace_ms=settings.orphan_grace_ms,
                         metrics=w.metrics)
-    scores_archive = ScoreArchive(settings.data_dir / spec.name / "scores", settings.archive_flush_rows)
+    scores_archive = ScoreArchive(settings.data_dir / spec.name / "scores", settings.archive_flush_rows,
+                                  store=settings.open_store())
 
     def settled() -> bool:
         """Not in a rebalance: the partitions this worker holds are its own (another worker may be

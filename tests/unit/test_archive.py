@@ -22,7 +22,7 @@ def test_archive__spooled_rows_survive_a_crash_and_are_merged_once(tmp_path):
     frame = read_archive(tmp_path / "archive")
     assert sorted(frame["request_id"]) == ["a", "b", "c"] and list(frame["f_x"]) == [1.0] * 3
     assert not list((tmp_path / "archive" / "spool").glob("*.parquet"))  # merged, then removed
-    assert len(list((tmp_path / "archive").glob("*.parquet"))) == 1
+    assert len(list((tmp_path / "archive").rglob("part-*.parquet"))) == 1
 
 
 def test_archive__a_crash_between_merge_and_cleanup_only_duplicates_what_readers_drop(tmp_path):
@@ -42,9 +42,28 @@ def test_archive__retention_deletes_files_older_than_the_limit(tmp_path):
 
     archive = ParquetArchive(tmp_path / "archive")
     _add(archive, "old")
-    old = archive.flush()
+    [old] = archive.flush()
     os.utime(old, (1_000, 1_000))  # written long ago
     _add(archive, "new")
     archive.flush()
     assert archive.prune(max_age_s=3600) == 1
     assert list(read_archive(tmp_path / "archive")["request_id"]) == ["new"]
+
+
+def test_archive__is_a_dataset_the_readmes_duckdb_query_reads(tmp_path):
+    import re
+    from pathlib import Path
+
+    import duckdb
+
+    archive = ParquetArchive(tmp_path / "data" / "demo" / "archive")
+    for i in range(90):  # three partitions, two days
+        archive.add({"request_id": f"r{i}", "features": {"age": 20 + i % 3}}, b"raw", i % 3, i,
+                    1_790_000_000.0 + (86_400 if i >= 60 else 0))
+    archive.flush()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    query = re.search(r"```sql\n(.*?)```", readme, re.S).group(1)
+    frame = duckdb.sql(query.replace("data/demo/archive", str(tmp_path / "data" / "demo" / "archive"))).df()
+    assert list(frame["requests"]) == [20, 20, 20, 10, 10, 10]
+    assert list(frame["partition"]) == [0, 1, 2] * 2 and frame["date"].nunique() == 2
+    assert list(frame["mean_age"]) == [20.0, 21.0, 22.0] * 2
