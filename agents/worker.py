@@ -48,7 +48,7 @@ class Worker:
     def __post_init__(self) -> None:
         self.topics = PipelineTopics(self.spec.name)
         self.kafka = Kafka(self.settings)
-        self.artifacts = ArtifactStore(self.settings.data_dir / "registry")
+        self.artifacts = ArtifactStore.of(self.settings)
 
     def raw_topic(self, *names: str):
         """Faust topic(s) of raw bytes: every codec of ours decodes itself (Avro or JSON)."""
@@ -59,7 +59,8 @@ class Worker:
         start, then at every change (a registered, promoted, demoted or retired model)."""
 
         async def changed(state: dict) -> None:
-            result = on_change(live_spec(self.spec, state, self.artifacts))
+            # off the loop: a blob another host registered is downloaded (and verified) first
+            result = on_change(await asyncio.to_thread(live_spec, self.spec, state, self.artifacts))
             if asyncio.iscoroutine(result):
                 await result
 

@@ -3,9 +3,10 @@
 The source of truth is ``{p}.control``, a compacted topic of ModelEvents keyed by
 ``model_id``: the latest event of a model is its state (version, role, flavour, group,
 preference, artifact SHA-256, features, metadata). Every worker materialises it
-(:mod:`tables.registry`) and follows changes without a restart. Artifacts live under
-``$RDV_DATA_DIR/registry/blobs/`` named by their SHA-256; a worker loads only from there and
-only after the bytes match the SHA-256 of the event — model bytes never travel on Kafka.
+(:mod:`tables.registry`) and follows changes without a restart. Artifacts live in the store
+(``RDV_STORE``; the data directory by default) under ``registry/blobs/`` named by their
+SHA-256; a worker loads only from its local copy there and only after the bytes match the
+SHA-256 of the event — model bytes never travel on Kafka.
 
 A *model* here is a slot in a pipeline (``model_id``) with exactly one live version: its
 Scores carry ``model_id`` and ``model_version``. Variants side by side are different ids
@@ -33,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipelines.flavours.base import sha256_of
+from pipelines.flavours.base import ArtifactError, sha256_of
 from pipelines.plugins import FLAVOURS
 from pipelines.spec import ANSWERING_ROLES, REGISTRY_ROLES as ROLES, ModelSpec, PipelineSpec
 
@@ -181,16 +182,52 @@ def _keep_an_answer(state: Mapping[str, dict], model_id: str, verb: str) -> None
 
 
 class ArtifactStore:
-    """Artifacts named by their SHA-256 under ``root/blobs/``, and each version's metadata as JSON."""
+    """Artifacts named by their SHA-256 under ``root/blobs/``, and each version's metadata as JSON.
 
-    def __init__(self, root: Path) -> None:
+    With a shared ``store`` (:mod:`streams.kafka.store`, ``RDV_STORE``), ``root`` is its local
+    mirror: what is put in is uploaded before it counts as registered, and :meth:`fetch` downloads
+    a blob another host registered, checks it against its SHA-256 and keeps it read-only here."""
+
+    def __init__(self, root: Path, store=None) -> None:
         self.root = Path(root)
+        self.store = store if store is not None and store.remote else None
+
+    @classmethod
+    def of(cls, settings) -> "ArtifactStore":
+        """The registry's store for ``settings`` (data directory and ``RDV_STORE``)."""
+        return cls(settings.data_dir / "registry", settings.open_store())
 
     def path(self, sha256: str) -> Path:
         return self.root / "blobs" / sha256[:2] / sha256
 
+    def _key(self, path: Path) -> str:
+        return path.resolve().relative_to(self.store.local.resolve()).as_posix()
+
+    def fetch(self, sha256: str) -> Path:
+        """The blob, here and intact: downloaded from the shared store when this host lacks it (or
+        holds a damaged copy). A blob that is missing there or does not match its SHA-256 is
+        refused (ArtifactError) with the reason; nothing unverified is ever left in place."""
+        dest = self.path(sha256)
+        if self.store is None or (dest.exists() and sha256_of(dest) == sha256):
+            return dest
+        tmp = dest.with_name(f".{sha256}.{os.getpid()}.{time.monotonic_ns()}.download")
+        try:
+            self.store.fetch(self._key(dest), tmp)
+        except Exception as exc:
+            raise ArtifactError(f"blob {sha256[:12]}… cannot be had from the store {self.store.url}: {exc}") from None
+        actual = sha256_of(tmp)
+        if actual != sha256:
+            tmp.unlink(missing_ok=True)
+            raise ArtifactError(f"blob {sha256[:12]}… from the store {self.store.url} has SHA-256 {actual[:12]}…: "
+                                "corrupt or replaced; refusing it (the versions already loaded keep serving)")
+        os.chmod(tmp, 0o444)
+        dest.unlink(missing_ok=True)
+        tmp.replace(dest)
+        return dest
+
     def put(self, source: Path, expected_sha256: str | None = None) -> str:
-        """Copy ``source`` in (once); return its SHA-256. A given ``expected_sha256`` must match."""
+        """Copy ``source`` in (once), and up to the shared store; return its SHA-256. A given
+        ``expected_sha256`` must match."""
         source = Path(source)
         if not source.is_file():
             raise RegistryError(f"artifact {source} does not exist")
@@ -208,7 +245,17 @@ class ArtifactStore:
                 raise RegistryError(f"artifact {source} changed while it was being copied; try again")
             os.chmod(tmp, 0o444)
             tmp.replace(dest)
+        self._upload(dest)
         return sha
+
+    def _upload(self, path: Path) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.push(path)
+        except Exception as exc:
+            raise RegistryError(f"{path.name}: cannot be uploaded to the store {self.store.url} ({exc}); nothing was "
+                                "registered. Check the store's URL and credentials, then try again") from None
 
     def put_bytes(self, data: bytes, name: str = "artifact") -> str:
         """Store ``data`` (a checkpoint made in memory); return its SHA-256."""
@@ -225,10 +272,13 @@ class ArtifactStore:
         path = self.root / record["pipeline"] / record["model_id"] / f"{record['model_version']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2, sort_keys=True))
+        self._upload(path)
         return path
 
     def versions(self, pipeline: str, model_id: str) -> list[dict]:
         folder = self.root / pipeline / model_id
+        if self.store is not None:
+            self.store.pull(self._key(folder), ".json")
         records = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.exists() else []
         return sorted(records, key=lambda r: r["at"])
 
@@ -238,7 +288,7 @@ def to_model_spec(record: Mapping[str, Any], store: ArtifactStore) -> ModelSpec:
     return ModelSpec(
         id=record["model_id"], flavour=record["flavour"],
         role=record["role"] if record["role"] != "retired" else "shadow",
-        group=record.get("group") or record["model_id"], artifact=store.path(sha) if sha else None,
+        group=record.get("group") or record["model_id"], artifact=store.fetch(sha) if sha else None,
         version=record["model_version"], sha256=sha, features=tuple(record.get("features") or ()),
         preference=record.get("preference", 0),
         auto_promote=(record.get("metrics") or {}).get("auto_promote_confidence"),
