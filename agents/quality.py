@@ -57,6 +57,8 @@ class QualityWorker:
         self.spec, self.settings, self.rules = spec, settings, spec.quality
         self.topics = PipelineTopics(spec.name)
         self.folder = settings.data_dir / spec.name
+        self.store = settings.open_store()  # the archive and the profile come from it; windows and GX go to it
+        self.pushed_at = 0.0
         self.table = QualityTable(self.folder / "quality")
         self.alert_codec, self.quality_codec = codec_for("Alert"), codec_for("Quality")
         self.rows: list[dict] = []
@@ -109,7 +111,9 @@ class QualityWorker:
 
     async def tick(self) -> None:
         """Take newly archived requests into windows; close the windows that are due."""
-        new = sorted(p for p in (self.folder / "archive").glob("*.parquet") if p.name not in self.seen)
+        archive = await asyncio.to_thread(self.store.pull, f"{self.spec.name}/archive", ".parquet")
+        new = sorted(p for p in archive.rglob("part-*.parquet")
+                      if p.name not in self.seen and "spool" not in p.relative_to(archive).parts)
         if new:
             frame = await asyncio.to_thread(_archived, new)
             self.seen.update(p.name for p in new)
@@ -125,11 +129,11 @@ class QualityWorker:
 
     def monitor(self):
         """The monitor for the current profile: built once, again only when the profile changes."""
-        pointer = self.folder / "profiles" / "current"
-        sha = pointer.read_text().strip() if pointer.exists() else None
+        sha = (self.store.read_text(f"{self.spec.name}/profiles/current") or "").strip() or None
         if sha is not None and sha != self._profile:
             from features.quality import QualityMonitor
 
+            self.store.pull(f"{self.spec.name}/profiles/{sha}")
             self._monitor = QualityMonitor(self.spec.name, current_profile(self.folder / "profiles"),
                                            self.folder / "gx", self.rules.min_drifted, self.rules.unlike_limit)
             self._profile = sha
@@ -155,6 +159,7 @@ class QualityWorker:
             "unlike_share": report["unlike_share"], "decay": report["decay"], "reasons": report["reasons"],
         }
         self.table.add({**record, "drift": report["drift"]})
+        await asyncio.to_thread(self._publish)
         await self.producer.send_and_wait(self.topics.quality, self.quality_codec.encode_as(record, self.settings.encoding),
                                           key=self.spec.name.encode())
         if report["failed"]:
@@ -164,6 +169,17 @@ class QualityWorker:
             await self._alert("decay", "data", f"decay: {'; '.join(report['reasons'])[:1800]}",
                               {"unlike_share": report["unlike_share"], "drifted": float(len(report["drifted"]))})
             await self._maybe_retrain(report["window_start"])
+
+    def _publish(self) -> None:
+        """The windows and the GX project (validations, Data Docs) to the store, for the report and
+        the other hosts; a store that is down is only logged (the next window tries again)."""
+        started = time.time()
+        try:
+            self.store.push(self.table.path)
+            self.store.push_tree(self.folder / "gx", newer_than=self.pushed_at)
+            self.pushed_at = started - 1.0
+        except Exception as exc:
+            log.warning("quality: cannot publish the window to the store (%s); the next window tries again", exc)
 
     async def _alert(self, kind: str, cause: str, reason: str, figures: dict | None = None) -> None:
         log.warning("alert: %s", reason)

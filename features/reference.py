@@ -23,8 +23,11 @@ def read_table(path: Path) -> pd.DataFrame:
     raise ValueError(f"{path}: training data must be .csv or .parquet")
 
 
-def profile_training_data(pipeline: str, data: Path, features: Sequence[str], data_dir: Path) -> tuple[Path, dict]:
-    """Profile ``data`` (the file the models were trained on) for ``pipeline``; return (folder, profile)."""
+def profile_training_data(pipeline: str, data: Path, features: Sequence[str], data_dir: Path,
+                          store=None) -> tuple[Path, dict]:
+    """Profile ``data`` (the file the models were trained on) for ``pipeline``; return (folder, profile).
+    With a ``store`` (``streams.kafka.store.Store`` over ``data_dir``), the profile and the pointer
+    to it are published there, for the quality worker wherever it runs."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
 
@@ -33,4 +36,7 @@ def profile_training_data(pipeline: str, data: Path, features: Sequence[str], da
     gx.get_context(mode="ephemeral")  # GX serializes a suite only with a context in place
     suite = build_suite(profile, f"{pipeline}-requests")
     folder = save_profile(profile, suite.to_json_dict(), Path(data_dir) / pipeline / "profiles", data.read_bytes())
+    if store is not None:
+        store.push_tree(folder)
+        store.push(folder.parent / "current")
     return folder, profile

@@ -48,7 +48,8 @@ def run_demo(settings: Settings, n_requests: int, rate: float, deadline_ms: int,
         from features.reference import profile_training_data
 
         features = list(dict.fromkeys(f for m in spec.models for f in m.features))
-        profile_training_data(spec.name, settings.data_dir / "demo" / "models" / "training.csv", features, settings.data_dir)
+        profile_training_data(spec.name, settings.data_dir / "demo" / "models" / "training.csv", features, settings.data_dir,
+                              settings.open_store())
     stack = Stack(spec, settings, fresh=embedded)
     tune_gc()  # this process is the load generator too: a full collection of all it imported paused it >100 ms
     try:

@@ -40,13 +40,13 @@ def profile_command(pipeline, data, features, data_dir) -> None:
         names = [f.strip() for f in features.split(",") if f.strip()]
     else:
         spec_path = settings.data_dir / pipeline / "pipeline.yaml"
-        if not spec_path.exists():
+        if settings.open_store().read_text(f"{pipeline}/pipeline.yaml") is None:
             raise click.ClickException(f"{spec_path} does not exist: pass --features, or start the pipeline first")
         from pipelines.spec import load_spec
 
         names = list(dict.fromkeys(f for m in load_spec(spec_path).models for f in m.features))
     try:
-        folder, profile = profile_training_data(pipeline, data, names, settings.data_dir)
+        folder, profile = profile_training_data(pipeline, data, names, settings.data_dir, settings.open_store())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     table = Table(title=f"reference profile of {pipeline} from {data} ({profile['rows']:,} rows)")

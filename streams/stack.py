@@ -41,12 +41,13 @@ class Stack:
         self.settings = settings
         self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
         self.workers: dict[str, subprocess.Popen] = {}
+        self.hosts: dict[str, Path] = {}  # role -> its own data directory (another "host": shares only Kafka and the store)
 
     @property
     def roles(self) -> list[str]:
         """core, every model group, and the quality monitor once the pipeline has a reference profile."""
         groups = dict.fromkeys([*self.spec.groups, *(self.live.groups if self.live else ())])
-        profiled = (self.settings.data_dir / self.spec.name / "profiles" / "current").exists()
+        profiled = self.settings.open_store().read_text(f"{self.spec.name}/profiles/current") is not None
         return ["core"] + [f"group:{g}" for g in groups] + (["quality"] if profiled else [])
 
     def start(self) -> "Stack":
@@ -54,7 +55,7 @@ class Stack:
         broker runs in a session of its own: a failed start must not leave it holding its log)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            ensure_profile(self.spec, self.settings.data_dir)  # quality asked for: its worker must start
+            ensure_profile(self.spec, self.settings)  # quality asked for: its worker must start
             if self.broker is not None:
                 self.broker.start()
             if self.fresh:
@@ -78,6 +79,8 @@ class Stack:
                                 for name, value in asdict(self.settings).items() if value is not None}}
         if "#" in role:
             env.update(RDV_WEB_PORT=str(free_port()), RDV_METRICS_PORT="0")
+        if role in self.hosts:
+            env.update(RDV_DATA_DIR=str(self.hosts[role]))
         command = [sys.executable, "-m", "streams.cli", "worker", str(self.spec.source), "--role", role.split("#")[0]]
         with open(self.log_dir / f"{role.replace(':', '-')}.log", "ab") as log:
             self.workers[role] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -122,6 +122,12 @@ def register(w: Worker, server: Rendezvous, replies: ReplyBoard) -> None:
     quality_dir = settings.data_dir / spec.name / "quality"
     metrics = w.metrics
     metrics.state = lambda: state_gauges(server, lag, quality_dir)
+    store = settings.open_store()
+
+    if store.remote:  # the quality worker may run elsewhere: its windows come through the store
+        @app.timer(30.0, name=f"{spec.name}-quality-windows")
+        async def fetch_windows():
+            await asyncio.to_thread(store.read_text, f"{spec.name}/quality/windows.jsonl")
 
     @app.task
     async def measure_lag():

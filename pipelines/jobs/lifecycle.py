@@ -14,7 +14,9 @@ says what to do.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +25,7 @@ import pandas as pd
 
 from pipelines import registry
 from pipelines.flavours import FLAVOURS, load_model
-from pipelines.flavours.base import sha256_of
+from pipelines.flavours.base import ArtifactError, sha256_of
 from pipelines.jobs.replay import recorded_report, replay, save_report
 from pipelines.jobs.retrain import change_time, labelled_rows, retrain
 from pipelines.promotion import Check, promotion_checks, summary
@@ -36,6 +38,8 @@ from tables.feedback import read_feedback
 from tables.registry import publish_events, read_registry
 
 __all__ = ["Lifecycle", "LifecycleError", "Promotion", "Retrained", "ensure_profile", "live_pipeline", "seed_registry"]
+
+log = logging.getLogger(__name__)
 
 
 class LifecycleError(ValueError):
@@ -65,7 +69,7 @@ class Lifecycle:
         self.settings = settings
         self.kafka = Kafka(settings)
         self.control = f"{pipeline}.control"
-        self.store = ArtifactStore(settings.data_dir / "registry")
+        self.store = ArtifactStore.of(settings)
         self.by = by or whoami()
 
     # -- reading ---------------------------------------------------------------------------------
@@ -85,9 +89,10 @@ class Lifecycle:
     def spec(self) -> PipelineSpec:
         """The deployment spec as the workers run it (written by them at start)."""
         path = self.settings.data_dir / self.pipeline / "pipeline.yaml"
-        if not path.exists():
+        text = self.settings.open_store().read_text(f"{self.pipeline}/pipeline.yaml")  # as the workers last wrote it
+        if text is None:
             raise LifecycleError(f"{path} does not exist: start the pipeline's workers with this data directory "
-                                 "(`rendezvous up SPEC`) first")
+                                 "or store (`rendezvous up SPEC`) first")
         return load_spec(path)
 
     def load(self, record: dict):
@@ -96,14 +101,24 @@ class Lifecycle:
 
     async def traffic(self, since: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         """(archived requests, their recorded Scores, labels) — since ``since`` (:func:`_time`) if given."""
-        base = self.settings.data_dir / self.pipeline
-        archive, scores = read_archive(base / "archive"), read_scores(base / "scores")
+        archive, scores = read_archive(await self.pulled("archive")), read_scores(await self.pulled("scores"))
         if since:
             cut = _time(since)
             if not archive.empty:
                 archive = archive[archive["received_at"] >= cut]
             scores = scores[scores["request_id"].isin(set(archive["request_id"]))]
         return archive, scores, await read_feedback(self.kafka, f"{self.pipeline}.feedback")
+
+    async def pulled(self, kind: str) -> Path:
+        """The local mirror of ``<pipeline>/<kind>`` (archive, scores) with every file any host has
+        published to the store."""
+        return await asyncio.to_thread(self.settings.open_store().pull, f"{self.pipeline}/{kind}", ".parquet")
+
+    def _keep(self, path: Path) -> Path:
+        """Publish an output (a replay report and its answers, a retrain set) to the store; ``path``."""
+        for file in path.parent.glob(f"{path.stem}.*"):
+            self.settings.open_store().push(file)
+        return path
 
     # -- changing --------------------------------------------------------------------------------
     async def publish(self, events: list[dict]) -> list[dict]:
@@ -208,7 +223,7 @@ class Lifecycle:
             raise LifecycleError(f"cannot load {model_id}: {exc}") from None
         done = None if progress is None else (lambda n: progress(n, len(archive)))
         report, candidate = self._replay(record, model, archive, scores, feedback, since, batch=batch, progress=done)
-        return report, candidate, save_report(report, candidate, self.settings.data_dir / self.pipeline / "replays")
+        return report, candidate, self._keep(save_report(report, candidate, self.settings.data_dir / self.pipeline / "replays"))
 
     @staticmethod
     def _replay(record: dict, model, archive, scores, feedback, since: str | None, **kwargs):
@@ -236,8 +251,9 @@ class Lifecycle:
                 raise LifecycleError(f"{waiting[0]}, retrained from {model_id}, is still a shadow under evaluation: "
                                      "one candidate at a time")
         champion = next((e for e in live_models(state) if e["role"] == "champion"), None)
-        base = self.settings.data_dir / self.pipeline
-        archive = read_archive(base / "archive")
+        archive = read_archive(await self.pulled("archive"))
+        if since == "change":
+            await self.pulled("scores")  # the recorded Scores place the change
         feedback = await read_feedback(self.kafka, f"{self.pipeline}.feedback")
         current = await asyncio.to_thread(self.load, record)
         if current is None:
@@ -259,6 +275,7 @@ class Lifecycle:
         folder.mkdir(parents=True, exist_ok=True)
         data_path = folder / f"{new_id}.csv"
         data_path.write_bytes(result.training_data)
+        self._keep(data_path)
         sha = self.store.put_bytes(result.artifact, new_id)
         metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}),
                        **({"since_ms": float(cut.value // 1_000_000)} if cut is not None else {}))
@@ -301,14 +318,17 @@ def _next_version(versions: list[dict]) -> str:
     return str(max(numbers, default=0) + 1)
 
 
-def ensure_profile(spec: PipelineSpec, data_dir: Path) -> Path | None:
+def ensure_profile(spec: PipelineSpec, settings: Settings) -> Path | None:
     """The pipeline's current reference profile, built now from its models' ``training_data`` when
     the spec asks for quality checks (a ``quality`` section) and there is none yet; ``None`` when
     it asks for none. A spec that asks and cannot have one is refused here, at start — never a
     quality worker silently missing."""
-    current = Path(data_dir) / spec.name / "profiles" / "current"
-    if not spec.quality.enabled or current.exists():
-        return current if current.exists() else None
+    store = settings.open_store()
+    current = settings.data_dir / spec.name / "profiles" / "current"
+    if store.read_text(f"{spec.name}/profiles/current") is not None:  # fetched from the store when shared
+        return current
+    if not spec.quality.enabled:
+        return None
     data = next((m.training_data for m in spec.models if m.training_data), None)
     if data is None:
         raise LifecycleError(
@@ -319,7 +339,7 @@ def ensure_profile(spec: PipelineSpec, data_dir: Path) -> Path | None:
     from features.reference import profile_training_data
 
     features = list(dict.fromkeys(f for m in spec.models for f in m.features))
-    folder, _ = profile_training_data(spec.name, data, features, data_dir)
+    folder, _ = profile_training_data(spec.name, data, features, settings.data_dir, store)
     return folder
 
 
@@ -351,34 +371,44 @@ def _have_artifacts(spec: PipelineSpec, state: dict[str, dict], store: ArtifactS
         sha = record.get("artifact_sha256")
         if not sha or store.path(sha).exists():
             continue
+        if store.store is not None:
+            try:
+                store.fetch(sha)  # registered by another host, in the shared store
+                continue
+            except ArtifactError as exc:
+                log.warning("%s: %s", record["model_id"], exc)
         source = files.get(record["model_id"])
         if source is not None and Path(source).is_file() and sha256_of(Path(source)) == sha:
             store.put(Path(source), sha)  # the very bytes the registry names
             continue
         missing.append(f"{record['model_id']} v{record['model_version']} (sha256 {sha[:12]}…)")
     if missing:
+        where = (f"the store {store.store.url}" if store.store is not None
+                 else f"this data directory ({store.root / 'blobs'}), which is the store when RDV_STORE is not set")
         raise LifecycleError(
             f"pipeline {spec.name} already exists on {broker}, and its registry names artifacts that are not in "
-            f"this data directory's store ({store.root / 'blobs'}): {', '.join(missing)}. They were registered from "
-            "another data directory (another host, or an earlier run). Start with that data directory "
-            "(--data-dir / RDV_DATA_DIR) or a copy of its registry/ folder, or run under a new pipeline name "
-            "(`pipeline:` in the spec). Workers on several hosts need one shared store: not there yet (issue 20)")
+            f"{where}: {', '.join(missing)}. They were registered with another store (another host, or an earlier "
+            "run from another data directory). Point every host at the store they were registered in "
+            "(RDV_STORE / --store, e.g. s3://bucket/prefix or a shared file:// path), start with that data directory "
+            "(--data-dir / RDV_DATA_DIR), or run under a new pipeline name (`pipeline:` in the spec)")
 
 
-async def live_pipeline(spec: PipelineSpec, kafka: Kafka | str | Settings, data_dir: Any) -> PipelineSpec:
+async def live_pipeline(spec: PipelineSpec, settings: Settings, data_dir: Any = None) -> PipelineSpec:
     """The pipeline as the registry says it is now (seeded from ``spec`` where it knows nothing).
 
-    Also leaves the deployment spec as run in ``DATA_DIR/<pipeline>/pipeline.yaml``, where the
-    ``models`` and ``replay`` commands find the pipeline's deadline and promotion checks.
+    Also leaves the deployment spec as run in ``<pipeline>/pipeline.yaml`` in the store, where the
+    ``models`` and ``replay`` commands (on any host) find the pipeline's deadline and promotion checks.
     """
     import yaml
 
-    from streams.kafka.clients import kafka_of
-
-    store = ArtifactStore(Path(data_dir) / "registry")
-    state = await seed_registry(kafka_of(kafka), spec, store, by=whoami())
-    _have_artifacts(spec, state, store, kafka_of(kafka).bootstrap)
-    folder = Path(data_dir) / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    return live_spec(spec, state, store)
+    if data_dir is not None:
+        settings = dataclasses.replace(settings, data_dir=Path(data_dir))
+    kafka = Kafka(settings)
+    store = ArtifactStore.of(settings)
+    state = await seed_registry(kafka, spec, store, by=whoami())
+    await asyncio.to_thread(_have_artifacts, spec, state, store, kafka.bootstrap)
+    path = settings.data_dir / spec.name / "pipeline.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    settings.open_store().push(path)
+    return await asyncio.to_thread(live_spec, spec, state, store)

@@ -10,6 +10,7 @@ per feature, dead letters. A plot without data says so instead of being drawn em
 
 from __future__ import annotations
 
+import asyncio
 import html
 import shutil
 import time
@@ -37,8 +38,14 @@ async def write_report(pipeline: str, settings, out: Path) -> Path:
     from tables.results import read_records
 
     folder = settings.data_dir / pipeline
+    store = settings.open_store()
+    if store.remote:  # what the core and the quality worker published, wherever they ran
+        await asyncio.to_thread(store.pull, f"{pipeline}/scores", ".parquet")
+        await asyncio.to_thread(store.pull, f"{pipeline}/quality", refresh=True)
+        await asyncio.to_thread(store.pull, f"{pipeline}/gx", refresh=True)
     if not folder.exists():
-        raise ValueError(f"{folder} does not exist: is the pipeline's data directory {settings.data_dir}?")
+        raise ValueError(f"{folder} does not exist: is the pipeline's data directory {settings.data_dir} "
+                         f"(or its store {store.url})?")
     scores = read_scores(folder / "scores")
     quality = read_quality(folder / "quality")
     results, feedback, dead = [], {}, []
@@ -60,6 +67,8 @@ async def write_report(pipeline: str, settings, out: Path) -> Path:
     ]
     index = out / "index.html"
     index.write_text(_page(pipeline, sections, settings.broker is not None))
+    for path in (p for p in out.rglob("*") if p.is_file()):  # for every host: <pipeline>/report/ in the store
+        store.upload(path, f"{pipeline}/report/{path.relative_to(out).as_posix()}")
     return index
 
 

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from pipelines.jobs.lifecycle import LifecycleError, ensure_profile
 from pipelines.spec import SpecError, load_spec
 from streams.cli import main
+from streams.kafka.settings import Settings
 
 
 def _spec(tmp_path, quality, training_data: bool):
@@ -24,20 +25,20 @@ def _spec(tmp_path, quality, training_data: bool):
 
 def test_quality_at_start__the_profile_is_built_from_the_models_training_data(tmp_path):
     spec = load_spec(_spec(tmp_path, {"window_rows": 500}, training_data=True))
-    folder = ensure_profile(spec, tmp_path / "data")
+    folder = ensure_profile(spec, Settings(data_dir=tmp_path / "data"))
     assert (tmp_path / "data" / "q" / "profiles" / "current").exists() and (folder / "profile.json").exists()
-    assert ensure_profile(spec, tmp_path / "data") == tmp_path / "data" / "q" / "profiles" / "current"  # kept
+    assert ensure_profile(spec, Settings(data_dir=tmp_path / "data")) == tmp_path / "data" / "q" / "profiles" / "current"  # kept
 
 
 def test_quality_at_start__no_section_no_profile_and_no_error(tmp_path):
-    assert ensure_profile(load_spec(_spec(tmp_path, None, training_data=False)), tmp_path / "data") is None
-    assert ensure_profile(load_spec(_spec(tmp_path, {"enabled": False}, training_data=False)), tmp_path / "data") is None
+    assert ensure_profile(load_spec(_spec(tmp_path, None, training_data=False)), Settings(data_dir=tmp_path / "data")) is None
+    assert ensure_profile(load_spec(_spec(tmp_path, {"enabled": False}, training_data=False)), Settings(data_dir=tmp_path / "data")) is None
 
 
 def test_quality_at_start__asked_and_impossible_is_refused_before_anything_starts(tmp_path):
     path = _spec(tmp_path, {"window_rows": 500}, training_data=False)
     try:
-        ensure_profile(load_spec(path), tmp_path / "data")
+        ensure_profile(load_spec(path), Settings(data_dir=tmp_path / "data"))
     except LifecycleError as exc:
         assert "training_data" in str(exc) and "rendezvous profile" in str(exc)
     else:
