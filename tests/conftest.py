@@ -36,3 +36,21 @@ def trained(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("trained")
     return directory, train_demo_models(directory, pipeline="template", n_train=5000)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (S3Proxy), once per session."""
+    from streams.kafka.broker.s3 import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The S3 server, with its endpoint and credentials in this test's environment (and so in every
+    worker it starts): ``s3.bucket(name)`` makes a bucket and returns its ``s3://`` URL."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server

@@ -4,6 +4,9 @@ to do — never a worker that dies on a missing blob."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import yaml
 import pytest
 from click.testing import CliRunner
@@ -44,3 +47,77 @@ def test_second_host__same_artifacts_are_taken_in_others_are_refused_with_what_t
     result = CliRunner().invoke(main, ["worker", str(other), "--role", "group:boosted", "--broker", settings.broker,
                                        "--data-dir", str(tmp_path / "host-c")])
     assert result.exit_code != 0 and "already exists" in result.output, result.output
+
+
+def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained, tmp_path, run, s3):
+    """Two core workers, two replicas of one model group, the other group and the quality worker,
+    each with its own data directory: they share only Kafka and a real S3 server. A host that
+    archived nothing replays, retrains and reports; a promotion made there reaches every host."""
+    import dataclasses
+
+    from pipelines.jobs.lifecycle import Lifecycle
+    from pipelines.jobs.report import write_report
+    from pipelines.jobs.train import agrawal_rows
+    from streams.kafka.store import Store
+    from streams.testing import all_answered, ready_client
+    from tables.archive import read_archive
+
+    url = s3.bucket("hosts") + "/rdv"
+    stack = make_stack(broker, trained, tmp_path, deadline_ms=5000, store=url,
+                       spec={"quality": {"window_rows": 300, "min_rows": 100, "window_s": 5}})
+    hosts = tmp_path / "hosts"
+    stack.hosts = {role: hosts / role.replace(":", "-").replace("#", "-") for role in
+                   ["core", "core#2", "group:boosted", "group:boosted#2", "group:linear", "quality"]}
+    labelled = list(agrawal_rows(900, seed=5))
+    ops = dataclasses.replace(stack.settings, data_dir=hosts / "ops")  # archived nothing, serves nothing
+    name = stack.spec.name
+
+    async def scenario():
+        client = await ready_client(stack)
+        try:
+            for extra in ("core#2", "group:boosted#2"):
+                stack.start_worker(extra)
+            ids = await client.run_load([x for x, _ in labelled[:600]], rate_per_s=150)
+            missing = await all_answered(client, ids)
+            for rid, (_, label) in zip(ids, labelled):
+                await client.send_feedback(rid, label)
+            archived = Store(url, hosts / "ops")
+            # the core workers publish their files within a flush (5 s); wait for every request
+            for _ in range(120):
+                frame = read_archive(archived.pull(f"{name}/archive", ".parquet"))
+                if set(ids) <= set(frame["request_id"]):
+                    break
+                await asyncio.sleep(0.5)
+            lifecycle = Lifecycle(name, ops)
+            report, _, saved = await lifecycle.replay("lr")
+            retrained = await lifecycle.retrain("xgb", min_rows=200)
+            promoted = await lifecycle.promote(retrained.record["model_id"], force=True)
+            after = await client.run_load([x for x, _ in labelled[600:]], rate_per_s=150)
+            missing |= await all_answered(client, after)
+            index = await write_report(name, ops, hosts / "ops" / "report")
+            return ids, after, missing, frame, report, saved, retrained, promoted, index, client.received
+        finally:
+            await client.__aexit__(None, None, None)
+
+    with stack:
+        ids, after, missing, frame, report, saved, retrained, promoted, index, received = run(scenario())
+        stack.check_alive()
+    assert not missing and received.duplicates == 0
+    # the two core workers archived their partitions into one dataset, read from a host that wrote none of it
+    assert set(ids) <= set(frame["request_id"]) and frame["request_id"].is_unique
+    assert not (hosts / "ops" / name / "archive" / "spool").exists()
+    assert report.rows >= len(ids) and report.labelled >= len(ids)
+    # the Scores both core workers recorded, compared with the replay made here
+    assert report.compared["xgb"] >= len(ids) and report.accuracy["xgb"] > 0.8, report
+    assert Store(url, tmp_path / "elsewhere").read_text(f"{name}/replays/{saved.name}") is not None
+    new = retrained.record["model_id"]
+    assert retrained.record["role"] == "shadow" and promoted.events
+    # the promotion reached both core workers (every partition) and both replicas of the group
+    assert {received.results[i]["model_id"] for i in after} == {new}
+    sha = retrained.record["artifact_sha256"]
+    for host in ("group-boosted", "group-boosted-2"):
+        assert (hosts / host / "registry" / "blobs" / sha[:2] / sha).exists(), host
+    # the quality worker, on a host of its own, checked windows of the archive and published them
+    windows = Store(url, tmp_path / "elsewhere").read_text(f"{name}/quality/windows.jsonl")
+    assert windows and sum(json.loads(line)["rows"] for line in windows.splitlines()) >= 300
+    assert "Latency" in index.read_text()
