@@ -134,11 +134,12 @@ async def _measure(stack: Stack, rates: list[float], duration_s: float, slo_ms: 
 
 def run_pipeline(broker: str | None, rates, duration_s, deadline_ms, slo_ms, workdir: Path, log, groups: int = 2,
                  warmup_s: float = WARMUP_S, quality: bool = False, labels: float = 0.0,
-                 client: str = "native") -> dict:
-    run = f"bench-{groups}-{'q' if quality else 'n'}-{round(labels * 100)}"
+                 client: str = "native", store: str = "") -> dict:
+    run = f"bench-{groups}-{'q' if quality else 'n'}-{round(labels * 100)}-{'s' if store else 'f'}"
     with running_broker(broker, workdir / run) as url:
         spec = load_spec(train_demo_models(workdir / run, pipeline=run, deadline_ms=deadline_ms, groups=groups))
-        settings = replace(Settings.from_env(), broker=url, data_dir=workdir / run / "data", web_port=free_port())
+        settings = replace(Settings.from_env(), broker=url, data_dir=workdir / run / "data", web_port=free_port(),
+                           store=store)
         if quality:  # a reference profile: the stack then runs the quality worker too
             from features.reference import profile_training_data
 
