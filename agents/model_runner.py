@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 
 from agents.worker import Worker
-from pipelines.flavours import load_model
+
 from pipelines.scoring import ModelGroup
 from pipelines.spec import PipelineSpec
 from tables.registry import RegistryView
@@ -42,10 +42,11 @@ def register(w: Worker, group: str) -> tuple[ModelGroup, RegistryView]:
 
     # every row is checked (numbers, finite) before a model sees it: scikit-learn need not check again
     sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
-    runner = ModelGroup([load_model(m) for m in members], settings.encoding)
+    # a blob another host registered comes from the store (verified) before it is loaded
+    runner = ModelGroup([w.artifacts.load(m) for m in members], settings.encoding)
 
     async def follow(live: PipelineSpec) -> None:
-        for change in await runner.update(live.groups.get(group, ())):
+        for change in await runner.update(live.groups.get(group, ()), w.artifacts.load):
             log.info("group %s: %s", group, change)
 
     view = w.follow_registry(follow)

@@ -59,8 +59,7 @@ class Worker:
         start, then at every change (a registered, promoted, demoted or retired model)."""
 
         async def changed(state: dict) -> None:
-            # off the loop: a blob another host registered is downloaded (and verified) first
-            result = on_change(await asyncio.to_thread(live_spec, self.spec, state, self.artifacts))
+            result = on_change(live_spec(self.spec, state, self.artifacts))
             if asyncio.iscoroutine(result):
                 await result
 

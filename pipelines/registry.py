@@ -225,6 +225,14 @@ class ArtifactStore:
         tmp.replace(dest)
         return dest
 
+    def load(self, spec: ModelSpec):
+        """``spec``'s model, its blob fetched first (what a worker hosting it does)."""
+        from pipelines.flavours import load_model
+
+        if spec.sha256:
+            self.fetch(spec.sha256)
+        return load_model(spec)
+
     def put(self, source: Path, expected_sha256: str | None = None) -> str:
         """Copy ``source`` in (once), and up to the shared store; return its SHA-256. A given
         ``expected_sha256`` must match."""
@@ -288,7 +296,7 @@ def to_model_spec(record: Mapping[str, Any], store: ArtifactStore) -> ModelSpec:
     return ModelSpec(
         id=record["model_id"], flavour=record["flavour"],
         role=record["role"] if record["role"] != "retired" else "shadow",
-        group=record.get("group") or record["model_id"], artifact=store.fetch(sha) if sha else None,
+        group=record.get("group") or record["model_id"], artifact=store.path(sha) if sha else None,
         version=record["model_version"], sha256=sha, features=tuple(record.get("features") or ()),
         preference=record.get("preference", 0),
         auto_promote=(record.get("metrics") or {}).get("auto_promote_confidence"),

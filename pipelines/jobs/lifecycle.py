@@ -24,7 +24,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from pipelines import registry
-from pipelines.flavours import FLAVOURS, load_model
+from pipelines.flavours import FLAVOURS
 from pipelines.flavours.base import ArtifactError, sha256_of
 from pipelines.jobs.replay import recorded_report, replay, save_report
 from pipelines.jobs.retrain import change_time, labelled_rows, retrain
@@ -97,7 +97,7 @@ class Lifecycle:
 
     def load(self, record: dict):
         """The registered model, verified and loaded; ``None`` for an external one (nothing to load here)."""
-        return None if record["flavour"] == "external" else load_model(registry.to_model_spec(record, self.store))
+        return None if record["flavour"] == "external" else self.store.load(registry.to_model_spec(record, self.store))
 
     async def traffic(self, since: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         """(archived requests, their recorded Scores, labels) — since ``since`` (:func:`_time`) if given."""
@@ -411,4 +411,4 @@ async def live_pipeline(spec: PipelineSpec, settings: Settings, data_dir: Any = 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     settings.open_store().push(path)
-    return await asyncio.to_thread(live_spec, spec, state, store)
+    return live_spec(spec, state, store)

@@ -58,6 +58,7 @@ def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained,
     from pipelines.jobs.lifecycle import Lifecycle
     from pipelines.jobs.report import write_report
     from pipelines.jobs.train import agrawal_rows
+    from pipelines.registry import ArtifactStore, event
     from streams.kafka.store import Store
     from streams.testing import all_answered, ready_client
     from tables.archive import read_archive
@@ -92,15 +93,31 @@ def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained,
             report, _, saved = await lifecycle.replay("lr")
             retrained = await lifecycle.retrain("xgb", min_rows=200)
             promoted = await lifecycle.promote(retrained.record["model_id"], force=True)
-            after = await client.run_load([x for x, _ in labelled[600:]], rate_per_s=150)
+            after = await client.run_load([x for x, _ in labelled[600:750]], rate_per_s=150)
             missing |= await all_answered(client, after)
             index = await write_report(name, ops, hosts / "ops" / "report")
-            return ids, after, missing, frame, report, saved, retrained, promoted, index, client.received
+
+            # a version 2 whose blob is damaged in the store: both replicas refuse it, version 1 serves on
+            new, blobs = retrained.record, ArtifactStore.of(ops)
+            sha = blobs.put(trained[0] / "models" / "xgb2.ubj")
+            stored = s3.directory / "objects" / "hosts" / "rdv" / "registry" / "blobs" / sha[:2] / sha
+            stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
+            await lifecycle.publish([event(name, new["model_id"], "2", "register", "champion", "xgboost",
+                                           sha256=sha, group=new["group"], features=new["features"])])
+            logs = [stack.log_dir / f"{role}.log" for role in ("group-boosted", "group-boosted#2")]
+            for _ in range(300):
+                if all("corrupt or replaced" in log.read_text() for log in logs):
+                    break
+                await asyncio.sleep(0.2)
+            damaged = await client.run_load([x for x, _ in labelled[750:]], rate_per_s=150)
+            missing |= await all_answered(client, damaged)
+            return (ids, after + damaged, missing, frame, report, saved, retrained, promoted, index, client.received,
+                    [log.read_text() for log in logs])
         finally:
             await client.__aexit__(None, None, None)
 
     with stack:
-        ids, after, missing, frame, report, saved, retrained, promoted, index, received = run(scenario())
+        ids, after, missing, frame, report, saved, retrained, promoted, index, received, logs = run(scenario())
         stack.check_alive()
     assert not missing and received.duplicates == 0
     # the two core workers archived their partitions into one dataset, read from a host that wrote none of it
@@ -113,7 +130,7 @@ def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained,
     new = retrained.record["model_id"]
     assert retrained.record["role"] == "shadow" and promoted.events
     # the promotion reached both core workers (every partition) and both replicas of the group
-    assert {received.results[i]["model_id"] for i in after} == {new}
+    assert {(received.results[i]["model_id"], received.results[i]["model_version"]) for i in after} == {(new, "1")}
     sha = retrained.record["artifact_sha256"]
     for host in ("group-boosted", "group-boosted-2"):
         assert (hosts / host / "registry" / "blobs" / sha[:2] / sha).exists(), host
@@ -121,3 +138,5 @@ def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained,
     windows = Store(url, tmp_path / "elsewhere").read_text(f"{name}/quality/windows.jsonl")
     assert windows and sum(json.loads(line)["rows"] for line in windows.splitlines()) >= 300
     assert "Latency" in index.read_text()
+    for log in logs:  # the damaged version 2 was refused with the reason, on each replica
+        assert "corrupt or replaced" in log and "version 1 keeps serving" in log, log[-3000:]
