@@ -66,6 +66,9 @@ class Rendezvous:
         self.promotions: list[dict] = []  # candidates that beat the champion (their auto-promotion rule)
         self.stats: Counter = Counter()
         self.late: Counter = Counter()
+        self.last_request_at: float | None = None  # the clock (ms) at the last new request …
+        self.last_scored: dict[str, float] = {}  # … and at each model's last Score: health's "not scoring"
+        self._live_since: dict[str, float] = {}  # a model never scored: the first request it was live for
         self.answered: dict[str, float] = {}  # answered before this worker had the partition
         self.assigned: set[int] | None = None  # the partitions this worker holds (None: before the first assignment)
         self._deadlines: list[tuple[float, str]] = []
@@ -91,6 +94,22 @@ class Rendezvous:
             self.policy = self._policy(spec)
         if self.retrains:
             self.retrains.forget(self._retrainable)
+
+    def silent(self, limit_s: float) -> dict[str, float]:
+        """Live models whose Scores stopped while requests kept coming: model id -> seconds between
+        its last Score (or the first request it was live for) and the last request, when over
+        ``limit_s``. No traffic, no verdict: an idle pipeline is not a broken one."""
+        if self.last_request_at is None:
+            return {}
+        out = {}
+        for m in self.spec.models:
+            if m.flavour == "external" and m.id not in self.last_scored:
+                continue  # an external worker may not be started yet: the group check names that
+            since = self.last_scored.get(m.id) or self._live_since.setdefault(m.id, self.last_request_at)
+            gap_s = (self.last_request_at - since) / 1000.0
+            if gap_s > limit_s:
+                out[m.id] = gap_s
+        return out
 
     def _retrainable(self, model_id: str) -> bool:
         return any(m.id == model_id and retrainable(m) for m in self.spec.models)
@@ -138,7 +157,8 @@ class Rendezvous:
             return []
         self.stats["requests"] += 1
         self.metrics.request()
-        open_mailbox(box, request, self.clock(), self.spec.deadline_ms)
+        self.last_request_at = now = self.clock()
+        open_mailbox(box, request, now, self.spec.deadline_ms)
         box["meta"]["encoding"] = encoding
         box["meta"]["ranking"] = list(self.policy.order(request["features"], self.fallback.set_aside))
         aside = [f"{m} ({'; '.join(self.fallback.reasons[m].values())})" for m in self.policy.ranking
@@ -158,7 +178,9 @@ class Rendezvous:
         """Scores that arrived together (a model group's ScoreBatch): all are filed, then each
         request they touch is decided once — the policy sees everything that arrived at that instant."""
         touched: dict[str, dict] = {}
+        now = self.clock()
         for score in scores:
+            self.last_scored[score["model_id"]] = now
             box = self._file(score, partition)
             if box is not None and box["opened_at"] is not None:
                 touched[score["request_id"]] = box

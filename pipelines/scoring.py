@@ -31,6 +31,7 @@ class ModelGroup:
 
     def __init__(self, models: Sequence[Model], encoding: str = "avro") -> None:
         self.models = list(models)
+        self.wanted = [m.spec for m in self.models]  # what the registry asks this group to host
         self.encoding = encoding
         self._requests = codec_for("Request")
         self._batch = codec_for("ScoreBatch")
@@ -71,7 +72,14 @@ class ModelGroup:
         current version (if it has one); the swap is one assignment, between micro-batches.
         """
         async with self._updating:  # one change at a time, whoever calls
+            self.wanted = list(wanted)
             return await self._update(wanted, loader)
+
+    def unloaded(self) -> list[str]:
+        """Models the registry wants here that are not loaded (refused, or still loading): readiness."""
+        have = {(m.spec.id, m.spec.version) for m in self.models}
+        return [f"model {s.id} version {s.version} is not loaded (refused or still loading: see the log)"
+                for s in self.wanted if (s.id, s.version) not in have]
 
     async def _update(self, wanted: Sequence[ModelSpec], loader: Callable[[ModelSpec], Model]) -> list[str]:
         current = {m.spec.id: m for m in self.models}

@@ -97,7 +97,7 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         archive = decoy.register(w)
         server, registry = rendezvous.register(w, archive, on_result=replies.resolve)
         feedback.register(w, server, registry)
-        web_views.register(w, server, replies)
+        web_views.register(w, server, replies, registry)
     elif role.startswith("group:"):
         from agents import learner, model_runner
 
@@ -105,6 +105,16 @@ def create_app(spec: PipelineSpec, settings: Settings, role: str = "core", **con
         group = role.split(":", 1)[1]
         runner, registry = model_runner.register(w, group)
         learner.register(w, group, runner, registry)
+        if settings.probe_port:  # /v1/health/live, /ready and /v1/health on a port of its own
+            from streams.health import Probes, serve_probes, worker_checks
+
+            probes = Probes(role, not_ready=[*worker_checks(app, registry), runner.unloaded],
+                            details=lambda: {"models": [{"id": m.spec.id, "version": m.spec.version}
+                                                        for m in runner.models]})
+
+            @app.task
+            async def probe_server():
+                await serve_probes(probes, settings.web_host, settings.probe_port)
     else:
         raise ValueError(f"unknown role {role!r}: expected 'core' or 'group:<name>' (the quality worker is no Faust app)")
     level = settings.log_level.upper()

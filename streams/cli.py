@@ -47,8 +47,8 @@ def main(store: str | None) -> None:
         os.environ["RDV_STORE"] = store
 
 
-def _foreground(process_stop, what: str) -> None:
-    """Wait until SIGINT/SIGTERM, then run ``process_stop``."""
+def _foreground(process_stop, what: str, tick=None) -> None:
+    """Wait until SIGINT/SIGTERM (calling ``tick()`` twice a second meanwhile), then run ``process_stop``."""
     stopping = []
 
     def handler(signum, frame):
@@ -57,7 +57,11 @@ def _foreground(process_stop, what: str) -> None:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     while not stopping:
-        signal.pause() if hasattr(signal, "pause") else time.sleep(0.5)
+        if tick is None:
+            signal.pause() if hasattr(signal, "pause") else time.sleep(0.5)
+        else:
+            time.sleep(0.5)
+            tick()
     click.echo(f"stopping {what} …", err=True)
     process_stop()
 
@@ -214,8 +218,15 @@ def up(spec: Path | None, broker: str | None, data_dir: Path | None, web_port: i
     click.echo(f"  workers: {', '.join(stack.roles)}  (logs in {stack.log_dir})")
     click.echo(f"  REST:    http://{settings.web_host}:{settings.web_port}/v1/{pipeline.name}/predict   "
                f"health: http://{settings.web_host}:{settings.web_port}/v1/health")
-    click.echo("Ctrl-C stops all of it.")
-    _foreground(stack.stop, "pipeline")
+    click.echo(f"Ctrl-C stops all of it. A worker that exits is restarted (backoff; {settings.restart_limit} crashes "
+               f"of one within {settings.restart_window_s:g} s stop everything).")
+    from streams.stack import GaveUp
+
+    try:
+        _foreground(stack.stop, "pipeline", lambda: stack.supervise(lambda line: click.echo(line, err=True)))
+    except GaveUp as exc:
+        stack.stop()
+        raise click.ClickException(str(exc)) from None
 
 
 async def _probe(stack) -> None:

@@ -147,6 +147,16 @@ def gauge(name: str, doc: str, labels: list[str], rows: Iterable[tuple[list[str]
     return family
 
 
+def _members(responses) -> dict[str, int]:
+    """group id -> members, from DescribeGroups responses (fields: error, group, state, protocol type,
+    protocol, members …; a group that does not exist yet is "Dead" with none)."""
+    out = {}
+    for response in responses:
+        for entry in response.groups:
+            out[entry[1]] = len(entry[5])
+    return out
+
+
 class LagMonitor:
     """Committed offset vs end offset of every consumer group of the pipeline, every few seconds."""
 
@@ -155,6 +165,8 @@ class LagMonitor:
         self.groups = groups  # consumer group id -> the topics it consumes
         self.interval_s = interval_s
         self.lag: dict[tuple[str, str], int] = {}  # (group, topic) -> messages behind, summed over partitions
+        self.members: dict[str, int] = {}  # group -> its members now (0: nobody consumes for it)
+        self.empty: set[str] = set()  # groups without members in the last two measurements
         self.measured_at: float | None = None
 
     async def run(self) -> None:
@@ -185,6 +197,12 @@ class LagMonitor:
                             done = meta.offset if meta is not None and meta.offset >= 0 else 0
                             lag[(group, tp.topic)] = lag.get((group, tp.topic), 0) + max(0, end[tp] - done)
                     self.lag, self.measured_at = lag, time.time()
+                    members = {}
+                    for group in self.groups:  # one per request: aiokafka misreads a response for several
+                        members.update(_members(await admin.describe_consumer_groups([group])))
+                    # empty in two measurements in a row: a group that is joining, or rebalancing, is not "gone"
+                    self.empty = {g for g, n in members.items() if n == 0 and self.members.get(g) == 0}
+                    self.members = members
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a broker hiccup: keep the last figures, try again
@@ -194,13 +212,16 @@ class LagMonitor:
             await ends.stop()
             await admin.close()
 
-    def gauges(self, pipeline: str) -> GaugeMetricFamily:
-        return gauge("consumer_lag", "Messages not yet committed by the consumer group (end offset - committed)",
+    def gauges(self, pipeline: str) -> Iterable[GaugeMetricFamily]:
+        yield gauge("consumer_group_members", "Members of the consumer group (a model group's replicas)",
+                    ["pipeline", "group"], (([pipeline, g], n) for g, n in self.members.items()))
+        yield gauge("consumer_lag", "Messages not yet committed by the consumer group (end offset - committed)",
                      ["pipeline", "group", "topic"], (([pipeline, g, t], v) for (g, t), v in self.lag.items()))
 
 
-def state_gauges(server, lag: LagMonitor | None, quality_dir) -> Iterable[GaugeMetricFamily]:
-    """The gauges of a rendezvous server at scrape time: models, their recent figures, lag, data quality."""
+def state_gauges(server, lag: LagMonitor | None, quality_dir, supervision: dict | None = None) -> Iterable[GaugeMetricFamily]:
+    """The gauges of a rendezvous server at scrape time: models, their recent figures, lag, data
+    quality, and the restarts of ``up``'s workers (``supervision``: streams.health.read_supervision)."""
     from tables.quality import last_window
 
     pipeline = server.spec.name
@@ -218,7 +239,10 @@ def state_gauges(server, lag: LagMonitor | None, quality_dir) -> Iterable[GaugeM
     yield gauge("model_set_aside", "1 while the fallback rule keeps a model out of the answers", ["pipeline", "model"],
                 (([pipeline, m.id], 1 if m.id in server.fallback.set_aside else 0) for m in models))
     if lag is not None:
-        yield lag.gauges(pipeline)
+        yield from lag.gauges(pipeline)
+    if supervision:
+        yield gauge("worker_restarts", "Times `up` restarted a worker of this role after it exited", ["pipeline", "role"],
+                    (([pipeline, role], e.get("restarts", 0)) for role, e in supervision.items() if isinstance(e, dict)))
     window = last_window(quality_dir)
     if window:
         drift = window.get("drift_scores") or {}

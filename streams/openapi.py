@@ -66,6 +66,9 @@ _EPOCH_MS = {"type": "integer", "format": "int64", "minimum": -2**63, "maximum":
              "description": "epoch milliseconds at the producer"}
 
 
+OPEN = ("/v1/health/live", "/v1/health/ready")  # probes: kubelets send no token
+
+
 def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
     error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     score = {"type": "object", "properties": {k: {} for k in field_names("Result", "scores")}}
@@ -120,8 +123,14 @@ def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
                                            "Result in time)", "content": {"application/json": {"schema": {}}}},
                 },
             }},
-            "/v1/health": {"get": {"summary": "ranking, models, counters",
+            "/v1/health": {"get": {"summary": "ok, degraded or not ready, with the reasons; ranking, models, counters",
                                    "responses": {"200": json({"type": "object"}, "the worker's view")}}},
+            "/v1/health/live": {"get": {"summary": "the process answers (liveness probe; no token)",
+                                        "responses": {"200": json({"type": "object"}, "alive")}}},
+            "/v1/health/ready": {"get": {
+                "summary": "joined its consumer group, registry caught up (readiness probe; no token)",
+                "responses": {"200": json({"type": "object"}, "ready"),
+                              "503": json({"type": "object"}, "not ready: the reasons")}}},
             "/v1/{pipeline}/models": {"get": {
                 "summary": "every model's score state", "parameters": [pipeline],
                 "responses": {"200": json({"type": "object"}, "models"), "404": json(error, "no such pipeline here")}}},
@@ -133,7 +142,7 @@ def openapi(spec: PipelineSpec, bearer: bool = False) -> dict:
     if bearer:  # tokens are on: every REST call needs one (GET /metrics and this document do not)
         document["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
         for path, item in document["paths"].items():
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") and path not in OPEN:
                 for operation in item.values():
                     operation["security"] = [{"bearer": []}]
                     operation["responses"]["401"] = json(error, "missing or unknown bearer token")

@@ -6,22 +6,59 @@ Used by ``rendezvous up``, ``rendezvous demo``, the integration tests and the be
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict, replace
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from pipelines.spec import PipelineSpec
+from streams.health import SUPERVISION
 from streams.kafka.broker import KafkaBroker, free_port, port_or_free
 from streams.kafka.settings import Settings
 from streams.kafka.topics import delete_pipeline, ensure_topics
 from pipelines.jobs.lifecycle import ensure_profile, live_pipeline
 
-__all__ = ["EMBEDDED_PORT", "Stack"]
+__all__ = ["EMBEDDED_PORT", "GaveUp", "Restarts", "Stack"]
 
 EMBEDDED_PORT = 9092  # the embedded broker's port when free (Kafka's own default), else any free one
+
+
+class GaveUp(RuntimeError):
+    """A worker crashed too often; the message names it, its exit codes and its last log lines."""
+
+
+@dataclass
+class Restarts:
+    """When `up` restarts a worker that exited, and when it gives up.
+
+    The n-th crash of a role within ``window_s`` waits ``base_s * 2**(n-1)`` (at most ``max_s``)
+    before the restart; crash number ``limit + 1`` within the window gives up.
+
+    >>> r = Restarts(limit=3, window_s=60)
+    >>> [r.crashed("group:x", t) for t in (0, 1, 2, 3)]
+    [1.0, 2.0, 4.0, None]
+    >>> r.crashed("group:x", 100)  # the window moved on: the old crashes are forgiven
+    1.0
+    """
+
+    base_s: float = 1.0
+    max_s: float = 30.0
+    limit: int = 5
+    window_s: float = 300.0
+    crashes: dict[str, list[float]] = field(default_factory=dict)
+
+    def crashed(self, role: str, at: float) -> float | None:
+        """The delay before restarting ``role`` after a crash at ``at``; None: give up."""
+        recent = [t for t in self.crashes.get(role, []) if at - t < self.window_s] + [at]
+        self.crashes[role] = recent
+        if len(recent) > self.limit:
+            return None
+        return min(self.max_s, self.base_s * 2 ** (len(recent) - 1))
 
 
 class Stack:
@@ -42,6 +79,9 @@ class Stack:
         self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
         self.workers: dict[str, subprocess.Popen] = {}
         self.hosts: dict[str, Path] = {}  # role -> its own data directory (another "host": shares only Kafka and the store)
+        self.restarts = Restarts(limit=settings.restart_limit, window_s=settings.restart_window_s)
+        self.supervision: dict[str, dict] = {}
+        self._due: dict[str, float] = {}  # role -> when it is restarted
 
     @property
     def roles(self) -> list[str]:
@@ -79,13 +119,55 @@ class Stack:
                                 for name, value in asdict(self.settings).items() if value is not None}}
         if "#" in role:
             env.update(RDV_WEB_PORT=str(free_port()), RDV_METRICS_PORT="0")
+        if role.startswith("group:"):  # its probes (/v1/health/…) on a port of its own
+            env.update(RDV_PROBE_PORT=str(free_port()))
         if role in self.hosts:
             env.update(RDV_DATA_DIR=str(self.hosts[role]))
         command = [sys.executable, "-m", "streams.cli", "worker", str(self.spec.source), "--role", role.split("#")[0]]
         with open(self.log_dir / f"{role.replace(':', '-')}.log", "ab") as log:
             self.workers[role] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        port = env.get("RDV_PROBE_PORT") if role.startswith("group:") else env.get("RDV_WEB_PORT")
+        self.supervision.setdefault(role, {"restarts": 0}).update(pid=self.workers[role].pid, port=int(port or 0))
+        self._write_supervision()
         return self.workers[role]
+
+    def supervise(self, say: Callable[[str], None] = print, now: float | None = None) -> None:
+        """One round of supervision (``up`` calls it twice a second): a worker that exited is
+        restarted after its backoff, with its cause said and recorded; too many crashes of one
+        role within the window raise :class:`GaveUp`."""
+        now = time.time() if now is None else now
+        for role, process in list(self.workers.items()):
+            code = process.poll()
+            if code is None or role in self._due:
+                continue
+            cause = f"exit code {code}" + (f" ({signal.Signals(-code).name})" if code < 0 else "")
+            tail = "\n".join(self.log_tail(role, 4000).splitlines()[-8:])
+            entry = self.supervision.setdefault(role, {"restarts": 0})
+            entry.update(last_exit=code, cause=cause, at=now, pid=None)
+            delay = self.restarts.crashed(role, now)
+            if delay is None:
+                self._write_supervision(gave_up=role)
+                raise GaveUp(f"worker {role} crashed {len(self.restarts.crashes[role])} times within "
+                             f"{self.restarts.window_s:g} s (last: {cause}); giving up. Its log "
+                             f"({self.log_dir}) ends with:\n{tail}")
+            self._due[role] = now + delay
+            self._write_supervision()
+            say(f"worker {role} exited ({cause}); restarting it in {delay:g} s. Its log ends with:\n{tail}")
+        for role, due in list(self._due.items()):
+            if now >= due:
+                del self._due[role]
+                self.workers.pop(role, None)
+                self.supervision[role]["restarts"] += 1
+                self.start_worker(role)
+                self._write_supervision()
+                say(f"worker {role} restarted (restart {self.supervision[role]['restarts']})")
+
+    def _write_supervision(self, gave_up: str | None = None) -> None:
+        path = self.log_dir / SUPERVISION
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self.supervision, **({"gave_up": gave_up} if gave_up else {})}))
+        tmp.replace(path)
 
     def stop_worker(self, role: str, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         process = self.workers.pop(role)

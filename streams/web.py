@@ -22,6 +22,7 @@ from pipelines.rendezvous import Rendezvous
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAX_BYTES, DecodeError, codec_for
 from streams.auth import Tokens
+from streams.health import Probes, lag_reasons, read_supervision, restart_reasons, worker_checks
 from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, serve_metrics, state_gauges
 from streams.openapi import openapi, unanswerable
 
@@ -55,8 +56,9 @@ class ReplyBoard:
             future.set_result(record)
 
 
-def register(w: Worker, server: Rendezvous, replies: ReplyBoard) -> None:
-    """The views of the core worker; ``server``: its rendezvous engine (mailboxes, score state)."""
+def register(w: Worker, server: Rendezvous, replies: ReplyBoard, registry=None) -> None:
+    """The views of the core worker; ``server``: its rendezvous engine (mailboxes, score state);
+    ``registry``: its view of ``{p}.control`` (readiness waits until it is caught up)."""
     app, spec, settings, topics = w.app, w.spec, w.settings, w.topics
     requests = w.raw_topic(topics.requests)
     codec = codec_for("Request")
@@ -81,21 +83,58 @@ def register(w: Worker, server: Rendezvous, replies: ReplyBoard) -> None:
             return None, view.json({"error": f"tenant {tenant!r} may not use pipeline {spec.name!r}"}, status=403)
         return tenant, None
 
+    lag = LagMonitor(w.kafka, {
+        topics.app_id("core"): [topics.requests, topics.scores, topics.feedback],
+        **{topics.app_id(f"group:{g}"): [topics.requests, topics.examples] for g in spec.groups},
+    })
+
+    def groups() -> list[str]:
+        return [topics.app_id("core")] + [topics.app_id(f"group:{g}") for g in server.spec.groups]
+
+    probes = Probes("core", not_ready=worker_checks(app, registry) if registry is not None else [], degraded=[
+        lambda: [f"model {m} has not scored for {s:.0f} s while requests arrived"
+                 for m, s in server.silent(settings.health_silent_s).items()],
+        lambda: [f"model {m} is down: {server.fallback.reasons.get(m) or 'missed its deadlines'}"
+                 for m in sorted(server.fallback.down)],
+        lambda: lag_reasons(lag.lag, lag.empty, settings.health_lag_limit, groups()),
+        lambda: restart_reasons(read_supervision(settings.data_dir / spec.name / "logs"), time.time()),
+    ], details=lambda: {
+        "pipeline": spec.name, "ranking": list(server.spec.ranking), "policy": server.spec.policy.name,
+        "models": [{"id": m.id, "version": m.version, "role": m.role, "group": m.group} for m in server.spec.models],
+        "stats": dict(server.stats),
+        "late_scores": dict(server.late),
+        "models_down": sorted(server.fallback.down),
+        "set_aside": server.fallback.reasons,
+        "consumer_groups": {g: {"members": lag.members.get(g)} for g in groups()},
+        "workers": read_supervision(settings.data_dir / spec.name / "logs"),
+    })
+
     @app.page("/v1/health")
     class Health(View):
+        """ok, degraded or not ready, with the reasons and the details (a token when tokens are set)."""
+
         async def get(self, request: Request) -> Response:
             _, refused = authorize(self, request, pipeline=False)
             if refused:
                 return refused
-            live = server.spec
-            return self.json({
-                "status": "ok", "pipeline": spec.name, "ranking": list(live.ranking), "policy": live.policy.name,
-                "models": [{"id": m.id, "version": m.version, "role": m.role, "group": m.group} for m in live.models],
-                "stats": dict(server.stats),
-                "late_scores": dict(server.late),
-                "models_down": sorted(server.fallback.down),
-                "set_aside": server.fallback.reasons,
-            })
+            status, body = probes.health()
+            return self.json(body, status=status)
+
+    @app.page("/v1/health/live")
+    class Live(View):
+        """The process answers (open: a liveness probe carries no token)."""
+
+        async def get(self, request: Request) -> Response:
+            status, body = probes.live()
+            return self.json(body, status=status)
+
+    @app.page("/v1/health/ready")
+    class Ready(View):
+        """200 once joined, caught up and serving; 503 with the reasons before (open, like live)."""
+
+        async def get(self, request: Request) -> Response:
+            status, body = probes.ready()
+            return self.json(body, status=status)
 
     @app.page("/v1/{pipeline}/models")
     class Models(View):
@@ -115,13 +154,9 @@ def register(w: Worker, server: Rendezvous, replies: ReplyBoard) -> None:
                                           "bandit_pulls": pulls.get(m.id), **summary.get(m.id, {})}
                                          for m in server.spec.models]})
 
-    lag = LagMonitor(w.kafka, {
-        topics.app_id("core"): [topics.requests, topics.scores, topics.feedback],
-        **{topics.app_id(f"group:{g}"): [topics.requests, topics.examples] for g in spec.groups},
-    })
     quality_dir = settings.data_dir / spec.name / "quality"
     metrics = w.metrics
-    metrics.state = lambda: state_gauges(server, lag, quality_dir)
+    metrics.state = lambda: state_gauges(server, lag, quality_dir, read_supervision(settings.data_dir / spec.name / "logs"))
     store = settings.open_store()
 
     if store.remote:  # the quality worker may run elsewhere: its windows come through the store

@@ -36,6 +36,7 @@ class RegistryView:
         self.state: dict[str, dict] = {}
         self._codec = codec_for("ModelEvent")
         self._task: asyncio.Task | None = None
+        self.caught_up = False  # read up to the end offsets found at start (readiness waits for it)
 
     async def start(self, follow: bool = True, timeout_s: float = 30.0) -> dict[str, dict]:
         # 100 ms: changes are rare; a shorter wait only makes every idle worker poll the broker more often
@@ -47,6 +48,7 @@ class RegistryView:
             self.consumer.assign(tps)
             await self.consumer.seek_to_beginning(*tps)
             self._apply([m async for m in records_until(self.consumer, await self.consumer.end_offsets(tps))])
+            self.caught_up = True
         except BaseException:
             await self.consumer.stop()
             raise

@@ -60,6 +60,11 @@ class Settings:
     ssl_cafile: str = ""                 # CA bundle that signed the broker's certificate
     ssl_certfile: str = ""               # client certificate (mutual TLS) …
     ssl_keyfile: str = ""                # … and its key
+    probe_port: int = 0                  # a model group's /v1/health/live, /ready, /v1/health (0: none; `up` picks free ones)
+    health_silent_s: float = 10.0        # health: degraded when a live model's Scores stopped this long while requests came
+    health_lag_limit: int = 10_000       # health: degraded when a consumer group is more messages behind than this
+    restart_limit: int = 5               # `up` restarts a crashed worker with backoff; this many crashes …
+    restart_window_s: float = 300.0      # … of one role within this window and it gives up
     log_level: str = "warning"
 
     @classmethod

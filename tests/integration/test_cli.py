@@ -236,3 +236,63 @@ async def _cli(bootstrap: str, data: Path, name: str, *args: str) -> tuple[int, 
                                                    stderr=asyncio.subprocess.STDOUT)
     out, _ = await process.communicate()
     return process.returncode, out.decode()
+
+
+def test_cli__up_restarts_a_killed_model_group_and_health_says_so(broker, trained, tmp_path, run):
+    """SIGKILL a model group under `up`: every request still gets one Result, `up` says why it
+    restarted it, and the probes and /v1/health show the restart."""
+    path, name = _spec(trained, tmp_path)
+    web, data = free_port(), tmp_path / "data"
+    process = _spawn("up", str(path), "--port", str(web), "--broker", broker.url, env={"RDV_DATA_DIR": str(data)})
+    base = f"http://127.0.0.1:{web}"
+    try:
+        _read_until(process, "Ctrl-C stops all of it", timeout_s=180)
+        assert httpx.get(f"{base}/v1/health/live", timeout=10).json()["status"] == "alive"
+        assert run(_until(lambda: httpx.get(f"{base}/v1/health/ready", timeout=10).status_code == 200, 30))
+        before = json.loads((data / name / "logs" / "supervisor.json").read_text())["group:boosted"]
+        probe = f"http://127.0.0.1:{before['port']}/v1/health"
+        assert run(_until(lambda: httpx.get(f"{probe}/ready", timeout=10).status_code == 200, 30))
+        assert {m["id"] for m in httpx.get(probe, timeout=10).json()["models"]} == {"xgb"}
+
+        ids, missing, duplicates = run(_load_killing(broker.url, name, before["pid"]))
+        said = _read_until(process, "worker group:boosted restarted", timeout_s=60)
+        after = json.loads((data / name / "logs" / "supervisor.json").read_text())["group:boosted"]
+        assert run(_until(lambda: _ready(f"http://127.0.0.1:{after['port']}/v1/health/ready"), 60))
+        health = httpx.get(f"{base}/v1/health", timeout=10).json()
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        _stop(process, path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not missing and duplicates == 0, (len(missing), duplicates)
+    assert "worker group:boosted exited (exit code -9 (SIGKILL)); restarting it in 1 s" in said
+    assert after["restarts"] == 1 and after["pid"] != before["pid"] and after["cause"] == "exit code -9 (SIGKILL)"
+    assert health["status"] == "degraded", health
+    assert any(r.startswith("worker group:boosted restarted 1 times (last: exit code -9 (SIGKILL)")
+               for r in health["reasons"]), health["reasons"]
+    assert health["workers"]["group:boosted"]["restarts"] == 1
+    assert re.search(r'rendezvous_worker_restarts\{pipeline="%s",role="group:boosted"\} 1\.0' % name, metrics), metrics[-3000:]
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:  # the restarted worker's port is not open yet
+        return False
+
+
+async def _load_killing(url: str, name: str, pid: int) -> tuple[list[str], set[str], int]:
+    """600 requests at 100/s; the model group's process is SIGKILLed after the first 150."""
+    from streams.client import PipelineClient
+
+    async with PipelineClient(url, name) as client:
+        ids = []
+        for i, (x, _) in enumerate(agrawal_rows(600, seed=8)):
+            if i == 150:
+                os.kill(pid, signal.SIGKILL)
+            ids.append(await client.send(x, deadline_ms=1000))
+            await asyncio.sleep(0.01)
+        missing = await client.wait_results(ids, 60)
+        sentinel = await client.send(next(agrawal_rows(1, seed=9))[0], deadline_ms=1000)
+        await client.wait_results([sentinel], 30)  # duplicates of the earlier ones would be in by now
+        return ids, missing, client.received.duplicates

@@ -102,7 +102,7 @@ def test_pipeline__rest_predict_round_trip(broker, trained, tmp_path, run):
             huge = http.post(f"/v1/{stack.spec.name}/predict", json={"features": features, "tenant": "x" * 300_000})
             assert huge.status_code == 413 and "262,144" in huge.json()["error"]
             health = http.get("/v1/health").json()
-            assert health["status"] == "ok" and health["ranking"] == ["xgb", "lr"]
+            assert health["status"] == "ok" and health["ranking"] == ["xgb", "lr"], health["reasons"]
             # Faust's own views (table contents, topology) are off unless RDV_FAUST_VIEWS=1
             for path in ("/table/", f"/table/{stack.spec.name}-mailboxes/", "/router/", "/graph/"):
                 assert http.get(path).status_code == 404, path
@@ -116,6 +116,13 @@ def test_pipeline__rest_predict_round_trip(broker, trained, tmp_path, run):
             lagged = run(_wait(lambda: _metrics(http).get(("rendezvous_consumer_lag", f"rdv-{stack.spec.name}-core",
                                                            f"{stack.spec.name}.requests")) is not None, 30))
             metrics = _metrics(http)
+            # no model group has members now: /v1/health says degraded and names them
+            empty = [f"consumer group rdv-{stack.spec.name}-group-{g} has no members" for g in ("boosted", "linear")]
+            degraded = run(_wait(lambda: set(empty) <= set(http.get("/v1/health").json()["reasons"]), 30))
+            health = http.get("/v1/health").json()
+            ready = http.get("/v1/health/ready")
+    assert degraded and health["status"] == "degraded", (health["consumer_groups"], health["reasons"])
+    assert ready.status_code == 200  # the core itself is ready: it answers (with timeouts) and says why
     assert lagged, sorted(k for k in metrics if k[0] == "rendezvous_consumer_lag")
     assert metrics[("rendezvous_results_total", "ok")] >= 1 and metrics[("rendezvous_results_total", "timeout")] == 1
     assert metrics[("rendezvous_score_latency_seconds_count", "xgb")] >= 1

@@ -35,7 +35,7 @@ def test_rest_api__no_undocumented_server_error(rest_stack):
     base = f"http://127.0.0.1:{rest_stack.settings.web_port}"
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 4
+    assert len(operations) == 6
     seen: dict[str, set[int]] = {}
     for operation in operations:
 
@@ -60,7 +60,8 @@ def test_rest_api__no_undocumented_server_error(rest_stack):
 def test_rest_api__openapi_names_every_route_and_predict_validates_features(rest_stack):
     base = f"http://127.0.0.1:{rest_stack.settings.web_port}"
     described = httpx.get(f"{base}/openapi.json").json()
-    assert set(described["paths"]) == {"/v1/{pipeline}/predict", "/v1/health", "/v1/{pipeline}/models", "/metrics"}
+    assert set(described["paths"]) == {"/v1/{pipeline}/predict", "/v1/health", "/v1/health/live", "/v1/health/ready",
+                                       "/v1/{pipeline}/models", "/metrics"}
     missing = httpx.post(f"{base}/v1/{rest_stack.spec.name}/predict", json={"features": {"x": 1.0}})
     assert missing.status_code == 422 and "feature 'salary' is missing; xgb and lr need it" in missing.json()["error"]
     features = described["paths"]["/v1/{pipeline}/predict"]["post"]["requestBody"]["content"]["application/json"][
