@@ -123,7 +123,7 @@ def register(w: Worker, archive: ParquetArchive,
         lost, dropped = server.assign(partitions)
         if lost:
             log.info("rendezvous: partitions %s went to another worker; their %d mailboxes left this one", lost, dropped)
-        answered = await read_answered(w.kafka, topics.results, partitions, settings.dedupe_window_s)
+        answered = await _read_answered_retrying(w, topics.results, partitions, settings.dedupe_window_s)
         server.remember_answered(answered)
         rescans[0] = 3  # once the tables are recovered: a few passes, not one every second forever (O(mailboxes))
         log.info("rendezvous: %d requests on partitions %s already answered; %d mailboxes in memory, %d open",
@@ -154,3 +154,24 @@ def register(w: Worker, archive: ParquetArchive,
                  len(store.pending), dict(server.stats))
 
     return server, view
+
+
+async def _read_answered_retrying(w: Worker, topic: str, partitions: list[int], window_s: float,
+                                  give_up_s: float = 120.0) -> dict[str, float]:
+    """:func:`read_answered`, tried again while the broker is unreachable: a broker that dies
+    during a rebalance must not crash the core (seen once under load, tests/reliability); the
+    partitions stay paused meanwhile. After ``give_up_s`` the error is raised (``up`` restarts
+    the worker)."""
+    from aiokafka.errors import KafkaError
+
+    loop = asyncio.get_running_loop()
+    end, delay = loop.time() + give_up_s, 0.5
+    while True:
+        try:
+            return await read_answered(w.kafka, topic, partitions, window_s)
+        except (KafkaError, OSError) as exc:
+            if loop.time() > end:
+                raise
+            log.warning("rendezvous: cannot read back recent Results yet (%s); trying again in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)

@@ -25,8 +25,8 @@ async def read_answered(kafka: Kafka | str, topic: str, partitions: Iterable[int
     if not tps:
         return {}
     consumer = kafka_of(kafka).consumer(enable_auto_commit=False, fetch_max_wait_ms=10)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a start that fails (broker gone) still closes its client
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: int((time.time() - window_s) * 1000) for tp in tps})
