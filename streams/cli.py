@@ -144,6 +144,59 @@ def _console():
 
 
 @main.command()
+@click.option("--ready", is_flag=True, help="Ask whether the worker is ready (joined, caught up, models loaded), "
+                                            "not only alive.")
+def probe(ready: bool) -> None:
+    """Exit 0 if the worker in this container answers its health probe, else 1 with why: the image's
+    HEALTHCHECK. Asks a model group's RDV_PROBE_PORT, then the core's RDV_WEB_PORT, on 127.0.0.1."""
+    import urllib.error
+    import urllib.request
+
+    settings = Settings.from_env()
+    path = "/v1/health/ready" if ready else "/v1/health/live"
+    tried = []
+    for port in dict.fromkeys(p for p in (settings.probe_port, settings.web_port) if p):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as answer:
+                click.echo(answer.read().decode())
+                return
+        except urllib.error.HTTPError as exc:  # 503: up, not ready
+            raise click.ClickException(f"{path} on :{port} answered {exc.code}: {exc.read().decode()[:500]}") from None
+        except OSError as exc:
+            tried.append(f":{port} ({exc})")
+    raise click.ClickException(f"no worker answers {path} on {', '.join(tried) or 'any port'}")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_BROKER
+@_DATA
+def init(spec: Path, broker: str | None, data_dir: Path | None) -> None:
+    """Prepare SPEC's pipeline on the broker once, then exit: its topics, the registry seeded with
+    the spec's models (their blobs in the store), the reference profile when the spec asks for
+    quality checks. Idempotent: what exists is kept. The one-shot step before the workers of a
+    deployment start (docker compose's `init` service, the Helm chart's pre-install Job); `up` does
+    the same itself."""
+    from pipelines.jobs.lifecycle import LifecycleError, ensure_profile, live_pipeline
+    from pipelines.spec import SpecError, load_spec
+    from streams.kafka.topics import ensure_topics
+
+    settings = Settings.from_env(broker=broker, data_dir=data_dir)
+    if not settings.broker:
+        raise click.ClickException(str(NoBrokerError("init")))
+    try:
+        pipeline = load_spec(spec)
+        asyncio.run(ensure_topics(settings, pipeline.name, pipeline.partitions))
+        live = asyncio.run(live_pipeline(pipeline, settings))
+        profile = ensure_profile(pipeline, settings)
+    except (SpecError, LifecycleError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"pipeline {pipeline.name} is ready on {settings.broker}: {pipeline.partitions} partitions, "
+               f"models {', '.join(f'{m.id} v{m.version} ({m.role})' for m in live.models)}"
+               f"{', reference profile in the store' if profile else ''}")
+
+
+@main.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--role", default="core", show_default=True,
               help="core (decoy + rendezvous + feedback + REST), group:NAME (a model group) or quality.")

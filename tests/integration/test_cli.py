@@ -296,3 +296,26 @@ async def _load_killing(url: str, name: str, pid: int) -> tuple[list[str], set[s
         sentinel = await client.send(next(agrawal_rows(1, seed=9))[0], deadline_ms=1000)
         await client.wait_results([sentinel], 30)  # duplicates of the earlier ones would be in by now
         return ids, missing, client.received.duplicates
+
+
+def test_cli__init_prepares_the_pipeline_once_and_again_changes_nothing(broker, trained, tmp_path, run):
+    from tables.registry import read_registry
+
+    path, name = _spec(trained, tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**spec, "quality": {"window_rows": 500}}))  # asks for quality checks: a profile
+    env = {**os.environ, "RDV_DATA_DIR": str(tmp_path / "data")}
+    first = subprocess.run([*CLI, "init", str(path), "--broker", broker.url], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"pipeline {name} is ready" in first.stdout and "xgb v1 (champion)" in first.stdout
+    assert "reference profile in the store" in first.stdout
+    state = run(read_registry(broker.url, f"{name}.control"))
+    again = subprocess.run([*CLI, "init", str(path), "--broker", broker.url], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert again.returncode == 0 and run(read_registry(broker.url, f"{name}.control")) == state
+    assert set(state) == {"xgb", "lr", "canary"}
+    assert (tmp_path / "data" / name / "profiles" / "current").exists()  # the spec names training_data
+    refused = subprocess.run([*CLI, "init", str(path)], capture_output=True, text=True,
+                             env={k: v for k, v in env.items() if k != "RDV_BROKER"}, timeout=60)
+    assert refused.returncode != 0 and "needs a Kafka broker" in refused.stderr
