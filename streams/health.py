@@ -15,7 +15,6 @@ sets 8081). The verdicts are plain functions of what the worker knows, tested wi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -108,20 +107,13 @@ async def serve_probes(probes: Probes, host: str, port: int) -> None:
     """The three probes alone on ``host:port`` (a model group's), in the worker's event loop."""
     from aiohttp import web
 
+    from streams.metrics import serve_routes
+
     def view(answer):
         async def handle(request):
             status, body = answer()
             return web.json_response(body, status=status)
         return handle
 
-    server = web.Application()
-    server.router.add_get("/v1/health/live", view(probes.live))
-    server.router.add_get("/v1/health/ready", view(probes.ready))
-    server.router.add_get("/v1/health", view(probes.health))
-    runner = web.AppRunner(server, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    try:
-        await asyncio.Event().wait()  # until the worker stops and cancels this task
-    finally:
-        await runner.cleanup()
+    await serve_routes({"/v1/health/live": view(probes.live), "/v1/health/ready": view(probes.ready),
+                        "/v1/health": view(probes.health)}, host, port)

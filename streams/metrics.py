@@ -271,8 +271,16 @@ async def serve_metrics(metrics: PipelineMetrics, host: str, port: int) -> None:
         body = await asyncio.to_thread(metrics.render)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    await serve_routes({"/metrics": handle}, host, port)
+
+
+async def serve_routes(routes: dict, host: str, port: int) -> None:
+    """GET ``routes`` (path -> aiohttp handler) on ``host:port`` until the task is cancelled."""
+    from aiohttp import web
+
     server = web.Application()
-    server.router.add_get("/metrics", handle)
+    for path, handle in routes.items():
+        server.router.add_get(path, handle)
     runner = web.AppRunner(server, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
