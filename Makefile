@@ -4,6 +4,11 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# helm renders and lints the chart in the tests (tests/unit/test_helm.py): built once from the Go
+# module proxy into the cache kept between runs (outside the clone)
+HELM_VERSION := v4.3.2
+TOOLS  := $(or $(RDV_CACHE_DIR),$(HOME)/.cache/rendezvous)/go/bin
+HELM   := $(TOOLS)/.helm-$(HELM_VERSION)
 
 .PHONY: demo test unit broker bench clean
 
@@ -17,9 +22,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rendezvous demo
 
-test: $(STAMP)
+$(HELM):
+	@command -v go >/dev/null || { echo "make test needs Go to build helm $(HELM_VERSION) (the chart's tests)"; exit 1; }
+	@echo "building helm $(HELM_VERSION) from the Go module proxy (once, a few minutes) into $(TOOLS)"
+	GOBIN=$(TOOLS) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@touch $@
+
+test: $(STAMP) $(HELM)
 	$(BIN)/lint-imports --no-cache --no-logo
-	$(BIN)/python -m pytest
+	PATH="$(TOOLS):$$PATH" $(BIN)/python -m pytest
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit schemas pipelines
