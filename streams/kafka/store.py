@@ -130,7 +130,7 @@ class Store:
             staged = self.local / OUTGOING
             files = sorted((p for p in staged.rglob("*") if p.is_file() and not p.name.endswith(".tmp")),
                            key=lambda p: p.stat().st_mtime) if staged.exists() else []
-            for n, path in enumerate(files):
+            for path in files:
                 key = path.relative_to(staged).as_posix()
                 self._put(path, key)
                 target = self.local / key
