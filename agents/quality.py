@@ -41,6 +41,7 @@ from schemas.codec import DecodeError, codec_for
 from streams.kafka.clients import Kafka
 from streams.kafka.settings import Settings
 from streams.kafka.topics import PipelineTopics
+from tables.archive import archive_files
 from tables.quality import QualityTable
 
 __all__ = ["QualityWorker", "run"]
@@ -112,8 +113,7 @@ class QualityWorker:
     async def tick(self) -> None:
         """Take newly archived requests into windows; close the windows that are due."""
         archive = await asyncio.to_thread(self.store.pull, f"{self.spec.name}/archive", ".parquet")
-        new = sorted(p for p in archive.rglob("part-*.parquet")
-                      if p.name not in self.seen and "spool" not in p.relative_to(archive).parts)
+        new = [p for p in archive_files(archive) if p.name not in self.seen]
         if new:
             frame = await asyncio.to_thread(_archived, new)
             self.seen.update(p.name for p in new)

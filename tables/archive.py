@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["ParquetArchive", "ScoreArchive", "read_archive", "read_scores"]
+__all__ = ["ParquetArchive", "ScoreArchive", "archive_files", "read_archive", "read_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,7 @@ class _ParquetBuffer:
         if self.store is not None:
             return self.store.delete_older(self._prefix, max_age_s, now)
         cutoff = (time.time() if now is None else now) - max_age_s
-        old = [f for f in self.directory.rglob("part-*.parquet")
-               if f.stat().st_mtime < cutoff and "spool" not in f.relative_to(self.directory).parts]
+        old = [f for f in archive_files(self.directory) if f.stat().st_mtime < cutoff]
         for f in old:
             f.unlink(missing_ok=True)
         return len(old)
@@ -188,8 +187,15 @@ class ScoreArchive(_ParquetBuffer):
                            score.get("status"), score.get("latency_ms"), int(received_s * 1000)))
 
 
+def archive_files(directory: Path) -> list[Path]:
+    """The dataset's files under ``directory`` (any layout), sorted; not the spool, which is one
+    worker's rows not yet merged."""
+    directory = Path(directory)
+    return sorted(p for p in directory.rglob("*.parquet") if "spool" not in p.relative_to(directory).parts)
+
+
 def _read(directory: Path, schema: pa.Schema) -> pd.DataFrame:
-    files = sorted(p for p in Path(directory).rglob("*.parquet") if "spool" not in p.relative_to(directory).parts)
+    files = archive_files(directory)
     if not files:
         return pa.table({n: pa.array([], type=schema.field(n).type) for n in schema.names}).to_pandas()
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
