@@ -21,11 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["Probes", "SUPERVISION", "lag_reasons", "read_supervision", "restart_reasons", "serve_probes",
+__all__ = ["Probes", "SUPERVISION", "lag_reasons", "log_dir", "read_supervision", "restart_reasons", "serve_probes",
            "worker_checks"]
 
 Reasons = Callable[[], list[str]]
 SUPERVISION = "supervisor.json"  # in the log directory: what `up` restarted (streams/stack.py)
+
+
+def log_dir(settings, pipeline: str) -> Path:
+    """Where `up` keeps a pipeline's worker logs and ``supervisor.json`` (the core reads it there)."""
+    return Path(settings.data_dir) / pipeline / "logs"
 
 
 def read_supervision(log_dir: Path) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipelines.spec import PipelineSpec
-from streams.health import SUPERVISION
+from streams.health import SUPERVISION, log_dir as default_log_dir
 from streams.kafka.broker import KafkaBroker, free_port, port_or_free
 from streams.kafka.settings import Settings
 from streams.kafka.topics import delete_pipeline, ensure_topics
@@ -76,7 +76,7 @@ class Stack:
             self.broker = KafkaBroker(port_or_free(EMBEDDED_PORT), data_dir=home, log_path=home / "broker.log")
             settings = replace(settings, broker=self.broker.url)
         self.settings = settings
-        self.log_dir = Path(log_dir or settings.data_dir / spec.name / "logs")
+        self.log_dir = Path(log_dir or default_log_dir(settings, spec.name))
         self.workers: dict[str, subprocess.Popen] = {}
         self.hosts: dict[str, Path] = {}  # role -> its own data directory (another "host": shares only Kafka and the store)
         self.restarts = Restarts(limit=settings.restart_limit, window_s=settings.restart_window_s)

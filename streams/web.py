@@ -22,7 +22,7 @@ from pipelines.rendezvous import Rendezvous
 from pipelines.spec import PipelineSpec
 from schemas.codec import MAX_BYTES, DecodeError, codec_for
 from streams.auth import Tokens
-from streams.health import Probes, lag_reasons, read_supervision, restart_reasons, worker_checks
+from streams.health import Probes, lag_reasons, log_dir, read_supervision, restart_reasons, worker_checks
 from streams.metrics import CONTENT_TYPE_LATEST, LagMonitor, serve_metrics, state_gauges
 from streams.openapi import openapi, unanswerable
 
@@ -88,6 +88,8 @@ def register(w: Worker, server: Rendezvous, replies: ReplyBoard, registry=None) 
         **{topics.app_id(f"group:{g}"): [topics.requests, topics.examples] for g in spec.groups},
     })
 
+    logs = log_dir(settings, spec.name)  # `up`'s supervisor.json: the restarts health and /metrics show
+
     def groups() -> list[str]:
         return [topics.app_id("core")] + [topics.app_id(f"group:{g}") for g in server.spec.groups]
 
@@ -97,7 +99,7 @@ def register(w: Worker, server: Rendezvous, replies: ReplyBoard, registry=None) 
         lambda: [f"model {m} is down: {server.fallback.reasons.get(m) or 'missed its deadlines'}"
                  for m in sorted(server.fallback.down)],
         lambda: lag_reasons(lag.lag, lag.empty, settings.health_lag_limit, groups()),
-        lambda: restart_reasons(read_supervision(settings.data_dir / spec.name / "logs"), time.time()),
+        lambda: restart_reasons(read_supervision(logs), time.time()),
     ], details=lambda: {
         "pipeline": spec.name, "ranking": list(server.spec.ranking), "policy": server.spec.policy.name,
         "models": [{"id": m.id, "version": m.version, "role": m.role, "group": m.group} for m in server.spec.models],
@@ -106,7 +108,7 @@ def register(w: Worker, server: Rendezvous, replies: ReplyBoard, registry=None) 
         "models_down": sorted(server.fallback.down),
         "set_aside": server.fallback.reasons,
         "consumer_groups": {g: {"members": lag.members.get(g)} for g in groups()},
-        "workers": read_supervision(settings.data_dir / spec.name / "logs"),
+        "workers": read_supervision(logs),
     })
 
     @app.page("/v1/health")
@@ -156,7 +158,7 @@ def register(w: Worker, server: Rendezvous, replies: ReplyBoard, registry=None) 
 
     quality_dir = settings.data_dir / spec.name / "quality"
     metrics = w.metrics
-    metrics.state = lambda: state_gauges(server, lag, quality_dir, read_supervision(settings.data_dir / spec.name / "logs"))
+    metrics.state = lambda: state_gauges(server, lag, quality_dir, read_supervision(logs))
     store = settings.open_store()
 
     if store.remote:  # the quality worker may run elsewhere: its windows come through the store
