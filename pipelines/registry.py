@@ -203,6 +203,10 @@ class ArtifactStore:
     def _key(self, path: Path) -> str:
         return path.resolve().relative_to(self.store.local.resolve()).as_posix()
 
+    def has(self, sha256: str) -> bool:
+        """Is the blob here, or in the shared store for this host to fetch when it loads it?"""
+        return self.path(sha256).exists() or (self.store is not None and self.store.exists(self._key(self.path(sha256))))
+
     def fetch(self, sha256: str) -> Path:
         """The blob, here and intact: downloaded from the shared store when this host lacks it (or
         holds a damaged copy). A blob that is missing there or does not match its SHA-256 is

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +24,7 @@ import pandas as pd
 
 from pipelines import registry
 from pipelines.flavours import FLAVOURS
-from pipelines.flavours.base import ArtifactError, sha256_of
+from pipelines.flavours.base import sha256_of
 from pipelines.jobs.replay import recorded_report, replay, save_report
 from pipelines.jobs.retrain import change_time, labelled_rows, retrain
 from pipelines.promotion import Check, promotion_checks, summary
@@ -38,8 +37,6 @@ from tables.feedback import read_feedback
 from tables.registry import publish_events, read_registry
 
 __all__ = ["Lifecycle", "LifecycleError", "Promotion", "Retrained", "ensure_profile", "live_pipeline", "seed_registry"]
-
-log = logging.getLogger(__name__)
 
 
 class LifecycleError(ValueError):
@@ -361,7 +358,7 @@ async def seed_registry(kafka: Kafka | str, spec: PipelineSpec, store: ArtifactS
 
 
 def _have_artifacts(spec: PipelineSpec, state: dict[str, dict], store: ArtifactStore, broker: str) -> None:
-    """Every live model's artifact is in this data directory's store — or is the spec's own file
+    """Every live model's artifact is in the store — or is the spec's own file
     with the same SHA-256 (put in now) — or the start is refused with what to do. A second host, or
     a second ``demo`` from a new data directory against a broker that has the pipeline, otherwise
     saw every worker die on a missing blob."""
@@ -369,14 +366,8 @@ def _have_artifacts(spec: PipelineSpec, state: dict[str, dict], store: ArtifactS
     missing = []
     for record in live_models(state):
         sha = record.get("artifact_sha256")
-        if not sha or store.path(sha).exists():
+        if not sha or store.has(sha):  # here, or in the shared store (fetched and verified by who loads it)
             continue
-        if store.store is not None:
-            try:
-                store.fetch(sha)  # registered by another host, in the shared store
-                continue
-            except ArtifactError as exc:
-                log.warning("%s: %s", record["model_id"], exc)
         source = files.get(record["model_id"])
         if source is not None and Path(source).is_file() and sha256_of(Path(source)) == sha:
             store.put(Path(source), sha)  # the very bytes the registry names

@@ -206,6 +206,17 @@ class Store:
         return {i.path[strip:]: (i.mtime.timestamp() if i.mtime else 0.0) for i in infos
                 if i.type == pafs.FileType.File}
 
+    def exists(self, key: str) -> bool:
+        """Does the store hold ``key``? (Asked without downloading it.)"""
+        if not self.remote:
+            return (self.local / key).is_file()
+        import pyarrow.fs as pafs
+
+        try:
+            return self._fs.get_file_info(self._remote(key)).type == pafs.FileType.File
+        except OSError as exc:
+            raise StoreError(f"store {self.url}: cannot look for {key}: {exc}") from exc
+
     def fetch(self, key: str, target: Path | None = None) -> Path:
         """Download ``key`` to ``target`` (default: its place in the mirror) and return it."""
         target = Path(target) if target is not None else self.local / key

@@ -32,7 +32,10 @@ def test_store__a_shared_directory_carries_files_between_hosts(tmp_path):
     source = tmp_path / "model.bin"
     source.write_bytes(b"weights")
     sha = blobs.put(source)
-    assert ArtifactStore(tmp_path / "b" / "registry", b).fetch(sha).read_bytes() == b"weights"
+    there = ArtifactStore(tmp_path / "b" / "registry", b)
+    assert there.has(sha) and not there.path(sha).exists()  # in the store, not fetched yet
+    assert there.fetch(sha).read_bytes() == b"weights"
+    assert not there.has("f" * 64)
     with pytest.raises(ArtifactError, match="cannot be had"):
         ArtifactStore(tmp_path / "b" / "registry", b).fetch("f" * 64)
     with pytest.raises(StoreError, match="does not exist"):
