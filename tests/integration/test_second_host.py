@@ -130,7 +130,11 @@ def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained,
     new = retrained.record["model_id"]
     assert retrained.record["role"] == "shadow" and promoted.events
     # the promotion reached both core workers (every partition) and both replicas of the group
-    assert {(received.results[i]["model_id"], received.results[i]["model_version"]) for i in after} == {(new, "1")}
+    # (a switch takes up to a registry fetch on each core worker: test_lifecycle measures it) and
+    # from then on every answer is the new version's — the 200 or more after it span every partition
+    answered = [(received.results[i]["model_id"], received.results[i]["model_version"]) for i in after]
+    switch = max((n + 1 for n, a in enumerate(answered) if a != (new, "1")), default=0)
+    assert switch <= 100 and len(answered) - switch >= 200, (switch, answered[:switch])
     sha = retrained.record["artifact_sha256"]
     for host in ("group-boosted", "group-boosted-2"):
         assert (hosts / host / "registry" / "blobs" / sha[:2] / sha).exists(), host
