@@ -61,7 +61,7 @@ def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained,
     from pipelines.registry import ArtifactStore, event
     from streams.kafka.store import Store
     from streams.testing import all_answered, ready_client
-    from tables.archive import read_archive
+    from tables.archive import read_archive, read_scores
 
     url = s3.bucket("hosts") + "/rdv"
     stack = make_stack(broker, trained, tmp_path, deadline_ms=5000, store=url,
@@ -83,10 +83,12 @@ def test_second_host__hosts_that_share_only_kafka_and_the_store(broker, trained,
             for rid, (_, label) in zip(ids, labelled):
                 await client.send_feedback(rid, label)
             archived = Store(url, hosts / "ops")
-            # the core workers publish their files within a flush (5 s); wait for every request
+            # the core workers publish their files within a flush (5 s): requests and Scores are two
+            # datasets flushed on timers of their own; wait for every request and xgb's Score of each
             for _ in range(120):
                 frame = read_archive(archived.pull(f"{name}/archive", ".parquet"))
-                if set(ids) <= set(frame["request_id"]):
+                scores = read_scores(archived.pull(f"{name}/scores", ".parquet"))
+                if set(ids) <= set(frame["request_id"]) <= set(scores.loc[scores["model_id"] == "xgb", "request_id"]):
                     break
                 await asyncio.sleep(0.5)
             lifecycle = Lifecycle(name, ops)
