@@ -135,7 +135,9 @@ class QualityWorker:
 
             self.store.pull(f"{self.spec.name}/profiles/{sha}")
             self._monitor = QualityMonitor(self.spec.name, current_profile(self.folder / "profiles"),
-                                           self.folder / "gx", self.rules.min_drifted, self.rules.unlike_limit)
+                                           self.folder / "gx", self.rules.min_drifted, self.rules.unlike_limit,
+                                           false_alarms_per_day=self.rules.false_alarms_per_day,
+                                           persistence=self.rules.drift_persistence)
             self._profile = sha
             log.info("quality: monitoring against the profile of training data %s", sha[:12])
         return self._monitor

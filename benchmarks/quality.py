@@ -61,6 +61,7 @@ def run_quality(requests: int = 20_000, shift_at: int = 10_000, window: int = 20
         profile = build_profile(agrawal_frame(10_000, seed=1), FEATURES)
         monitor = QualityMonitor("proof", profile, Path(workdir or tmp) / "gx")
         shifted = _windows(monitor, agrawal_frame(requests, seed=2, shift_at=shift_at), window)
+        monitor.drift.reset()  # another stream: no streak carries over
         control = _windows(monitor, agrawal_frame(requests, seed=3), window)
         bad = agrawal_frame(window, seed=4)
         rng = np.random.default_rng(0)

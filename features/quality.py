@@ -19,7 +19,7 @@ import pandas as pd
 from features.drift import feature_drift, unlike_share
 from features.profile import build_suite
 
-__all__ = ["QualityMonitor", "decay_verdict"]
+__all__ = ["DriftWatch", "QualityMonitor", "decay_verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,64 @@ def decay_verdict(drift: Mapping[str, Mapping[str, Any]], unlike: float, gx_fail
     return decayed, reasons
 
 
+class DriftWatch:
+    """Feature drift over a sequence of windows, with its false alarms controlled per day.
+
+    A feature is flagged (``drifted``) only when it drifted in ``persistence`` windows in a row;
+    ``window_drifted`` is the one window's test. The small-sample tests' level per window follows
+    from the rate of false flags the spec allows, ``false_alarms_per_day`` (default 0.1: one in ten
+    days), and the window's span: a window of ``s`` seconds is one of ``86,400 / s`` a day, so
+    with windows independent under no drift, flags come at about ``(86,400 / s) · q^k`` a day when
+    each window drifts by chance with probability ``q`` (all features together: Bonferroni) and
+    ``k`` is ``persistence`` — solved for ``q``. The large-sample distances (PSI, Jensen–Shannon)
+    have fixed thresholds that sampling noise does not reach; persistence still applies to them.
+
+    >>> watch = DriftWatch({"features": {"x": {"kind": "numeric", "edges": [0.0, 5.0, 10.0], "shares": [0.5, 0.5],
+    ...                     "sample": [float(v % 10) for v in range(1000)], "min": 0.0, "max": 9.99}}})
+    >>> round(watch.significance(10.0), 5)  # a 10 s window, 0.1 false flags a day, 2 windows in a row
+    0.0034
+    >>> [watch.check(pd.DataFrame({"x": [9.0] * 500}), 10.0)["x"]["drifted"] for _ in range(2)]
+    [False, True]
+    """
+
+    def __init__(self, profile: Mapping[str, Any], false_alarms_per_day: float = 0.1, persistence: int = 2) -> None:
+        if false_alarms_per_day <= 0 or persistence < 1:
+            raise ValueError("false_alarms_per_day must be > 0 and persistence >= 1")
+        self.profile, self.features = profile, list(profile["features"])
+        self.false_alarms_per_day, self.persistence = false_alarms_per_day, persistence
+        self.streak = dict.fromkeys(self.features, 0)
+
+    def reset(self) -> None:
+        """Forget the streaks (a new stream, or a new profile)."""
+        self.streak = dict.fromkeys(self.features, 0)
+
+    def significance(self, span_s: float | None) -> float:
+        """The small-sample tests' level for one feature in a window of ``span_s`` seconds."""
+        share = self.false_alarms_per_day * max(span_s or 60.0, 1.0) / 86_400  # of a day's false flags
+        return min(0.05, share ** (1 / self.persistence)) / max(len(self.features), 1)
+
+    def check(self, frame: pd.DataFrame, span_s: float | None = None) -> dict[str, dict[str, Any]]:
+        """Each feature's drift statistics in this window, ``window_drifted`` and the ``streak`` of
+        windows in a row it drifted; ``drifted``: flagged (``streak`` ≥ ``persistence``)."""
+        level = self.significance(span_s)
+        out = {}
+        for name in self.features:
+            stats = feature_drift(self.profile["features"][name],
+                                  frame[name].tolist() if name in frame.columns else [], level)
+            self.streak[name] = self.streak[name] + 1 if stats.get("drifted") else 0
+            out[name] = {**stats, "window_drifted": bool(stats.get("drifted")), "streak": self.streak[name],
+                         "significance": level, "drifted": self.streak[name] >= self.persistence}
+        return out
+
+
 class QualityMonitor:
     """Validates windows of requests; GX context and suite built once."""
 
     def __init__(self, pipeline: str, profile: Mapping[str, Any], gx_dir: Path, min_drifted: int = 2,
-                 unlike_limit: float = 0.1, keep_results: int = 500) -> None:
+                 unlike_limit: float = 0.1, keep_results: int = 500, false_alarms_per_day: float = 0.1,
+                 persistence: int = 2) -> None:
         self.keep_results = keep_results  # GX validation results kept on disk (the newest)
+        self.drift = DriftWatch(profile, false_alarms_per_day, persistence)
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -91,12 +143,12 @@ class QualityMonitor:
         result = self.validation.run(batch_parameters={"dataframe": frame})
         self._prune_results()
         failed = [_describe(r) for r in result.results if not r.success]
-        significance = 0.05 / max(len(self.features), 1)  # Bonferroni: one window tests every feature
-        drift = {name: feature_drift(self.profile["features"][name], frame[name].tolist(), significance)
-                 for name in self.features}
+        window = dict(window or {})
+        span_ms = (window["window_end"] - window["window_start"]) if {"window_start", "window_end"} <= set(window) else None
+        drift = self.drift.check(frame, None if span_ms is None else span_ms / 1000)
         unlike = unlike_share(self.profile, frame)
         decayed, reasons = decay_verdict(drift, unlike, failed, model_alerts, self.min_drifted, self.unlike_limit)
-        return {"pipeline": self.pipeline, **(window or {}), "rows": int(len(frame)), "gx_success": bool(result.success),
+        return {"pipeline": self.pipeline, **window, "rows": int(len(frame)), "gx_success": bool(result.success),
                 "failed": failed, "drift": drift, "drifted": [n for n, d in drift.items() if d.get("drifted")],
                 "unlike_share": unlike, "decay": decayed, "reasons": reasons}
 

@@ -54,7 +54,7 @@ class Rendezvous:
         self.clock = clock
         self.book = ScoreBook(spec.task, spec.fallback.window)
         self.fallback = Fallback(spec.fallback, miss_limit)
-        self.decay = ErrorDrift()  # River's ADWIN and Page-Hinkley on every model's errors
+        self.decay = ErrorDrift()  # River's ADWIN on every model's errors, rises only are decay
         rules = spec.quality  # auto_retrain: decayed models are retrained on the data after their change
         self.retrains = RetrainPlanner(self.decay, rules.retrain_min_rows, rules.retrain_cooldown_s, clock) \
             if rules.auto_retrain else None

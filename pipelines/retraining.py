@@ -73,7 +73,7 @@ class RetrainPlanner:
         """A decay alert of the core's detectors: a pending retrain for its model (True), unless it
         cannot be retrained, already waits, or was retrained less than ``cooldown_s`` ago."""
         model_id = alert.get("model_id")
-        if not model_id or not retrainable or model_id in self.pending:
+        if alert.get("kind") != "decay" or not model_id or not retrainable or model_id in self.pending:
             return False
         last = self.started.get(model_id)
         if last is not None and self.clock() - last < self.cooldown_ms:

@@ -179,7 +179,10 @@ class QualitySpec:
     ``retrain_min_rows`` of them are labelled, as ``rendezvous retrain --since change
     --auto-promote 0.95`` does (``pipelines/retraining.py``); a decay verdict of the quality
     worker retrains the champion on the requests since that window. A model is retrained at
-    most once per ``retrain_cooldown_s``. ``enabled``: true when the
+    most once per ``retrain_cooldown_s``. ``false_alarms_per_day`` (default 0.1) is the rate of
+    feature-drift flags the monitor allows on data that did not change; a feature is flagged when
+    it drifted in ``drift_persistence`` windows in a row (default 2; ``features.quality.DriftWatch``).
+    ``enabled``: true when the
     spec has a ``quality`` section (``enabled: false`` keeps one without running the checks): the
     pipeline then must have a reference profile, or a model's ``training_data`` to build it from.
     """
@@ -192,6 +195,8 @@ class QualitySpec:
     auto_retrain: bool = False
     retrain_min_rows: int = 500
     retrain_cooldown_s: int = 3600
+    false_alarms_per_day: float = 0.1
+    drift_persistence: int = 2
     enabled: bool = False
 
     @classmethod
@@ -202,10 +207,15 @@ class QualitySpec:
         limit = raw.get("unlike_limit", 0.1)
         if not isinstance(limit, (int, float)) or not 0 <= limit <= 1:
             raise SpecError(f"field 'quality.unlike_limit' must be a number from 0 to 1 (got {limit!r})")
+        rate = raw.get("false_alarms_per_day", cls.false_alarms_per_day)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 86_400:
+            raise SpecError(f"field 'quality.false_alarms_per_day' must be a number above 0 (got {rate!r}): "
+                            "the feature-drift flags allowed per day on data that did not change, e.g. 0.1")
         ints = {k: _positive(raw.get(k, getattr(cls, k)), f"quality.{k}")
                 for k in ("window_rows", "window_s", "min_rows", "min_drifted", "retrain_min_rows",
-                          "retrain_cooldown_s")}
-        return cls(**ints, unlike_limit=float(limit), auto_retrain=bool(raw.get("auto_retrain", False)),
+                          "retrain_cooldown_s", "drift_persistence")}
+        return cls(**ints, unlike_limit=float(limit), false_alarms_per_day=float(rate),
+                   auto_retrain=bool(raw.get("auto_retrain", False)),
                    enabled=bool(raw.get("enabled", True)))
 
 

@@ -52,11 +52,22 @@ def test_spec__round_trips_through_yaml(tmp_path):
         ({"learning": {"delta": 2}}, "'learning.delta'"),
         ({"learning": {"grace": 0}}, "'learning.grace'"),
         ({"quality": {"retrain_min_rows": -1}}, "'quality.retrain_min_rows'"),
+        ({"quality": {"false_alarms_per_day": 0}}, "'quality.false_alarms_per_day'"),
+        ({"quality": {"drift_persistence": 0}}, "'quality.drift_persistence'"),
     ],
 )
 def test_spec__invalid_field_is_named(change, field):
     with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
         PipelineSpec.from_dict({**BASE, **change})
+
+
+def test_spec__quality_states_its_false_alarm_rate_and_persistence():
+    default = PipelineSpec.from_dict({**BASE, "quality": {}}).quality
+    assert (default.false_alarms_per_day, default.drift_persistence) == (0.1, 2)
+    tuned = PipelineSpec.from_dict({**BASE, "quality": {"false_alarms_per_day": 1, "drift_persistence": 3}}).quality
+    assert (tuned.false_alarms_per_day, tuned.drift_persistence) == (1.0, 3)
+    assert PipelineSpec.from_dict(PipelineSpec.from_dict({**BASE, "quality": {"drift_persistence": 3}}).to_dict()
+                                  ).quality.drift_persistence == 3
 
 
 def test_spec__missing_file_says_what_to_do(tmp_path):
