@@ -116,7 +116,7 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
         await asyncio.sleep(2 * settings.archive_flush_s)  # the newest labelled requests reach the archive first
         command = [sys.executable, "-m", "streams.cli", "retrain", "--pipeline", spec.name, "--model", job.model_id,
                    "--since", str(int(job.since_ms)), "--min-rows", str(spec.quality.retrain_min_rows),
-                   "--auto-promote", "0.95", "--one-candidate", "--broker", settings.broker,
+                   "--auto-promote", "0.95", "--one-candidate", "--must-beat", "--broker", settings.broker,
                    "--data-dir", str(settings.data_dir)]
         log.warning("retrain: %s decayed (%s); %d labelled requests since its change: %s", job.model_id, job.cause,
                     job.rows, " ".join(command[2:]))
@@ -124,12 +124,18 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
                                                        stderr=asyncio.subprocess.STDOUT)
         idle_priority(process.pid)  # from here (a preexec_fn is unsafe beside the consumer's thread)
         output = (await process.communicate())[0].decode(errors="replace").strip()
-        done = process.returncode == 0
-        reason = (f"{job.model_id} decayed ({job.cause}) and was retrained on the {job.rows} labelled requests since "
-                  f"its change: {output.splitlines()[-1] if output else ''}" if done else
-                  f"{job.model_id} decayed ({job.cause}) but its retrain failed: {output[-1500:]}")
-        (log.warning if done else log.error)("retrain: %s", reason)
-        server.alerts.append({"kind": "retrained" if done else "retrain-failed", "model_id": job.model_id,
+        done, rejected = process.returncode == 0, process.returncode == 3
+        last = output.splitlines()[-1] if output else ""
+        if done:
+            reason = (f"{job.model_id} decayed ({job.cause}) and was retrained on the {job.rows} labelled requests since "
+                      f"its change: {last}")
+        elif rejected:  # recorded by the retrain in retrain/rejected.jsonl
+            reason = f"{job.model_id} decayed ({job.cause}); retrained on the requests since its change, {last.removeprefix('Error: ')}"
+        else:
+            reason = f"{job.model_id} decayed ({job.cause}) but its retrain failed: {output[-1500:]}"
+        (log.warning if done or rejected else log.error)("retrain: %s", reason)
+        kind = "retrained" if done else "retrain-rejected" if rejected else "retrain-failed"
+        server.alerts.append({"kind": kind, "model_id": job.model_id,
                               "cause": job.cause, "reason": reason[:1800],
                               "figures": {"since_ms": float(job.since_ms), "rows": float(job.rows)}})
 

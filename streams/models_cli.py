@@ -72,7 +72,9 @@ def _run(operation: Awaitable[T]) -> T:
     try:
         return asyncio.run(operation)
     except LifecycleError as exc:
-        raise click.ClickException(str(exc)) from None
+        error = click.ClickException(str(exc))
+        error.exit_code = getattr(exc, "exit_code", error.exit_code)  # 3: a retrain that did not beat its model
+        raise error from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -305,8 +307,11 @@ def replay_command(pipeline, model_id, broker, data_dir, since, batch) -> None:
                    "Default: every labelled request.")
 @click.option("--one-candidate", is_flag=True,
               help="Refuse while an earlier retrained version of MODEL is still a shadow (what automatic retrains do).")
+@click.option("--must-beat", is_flag=True,
+              help="Register it only if it beats MODEL on the held-out requests; otherwise record it in "
+                   "DATA_DIR/<pipeline>/retrain/rejected.jsonl and exit with status 3 (what automatic retrains do).")
 def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_rows, confidence, since,
-                    one_candidate) -> None:
+                    one_candidate, must_beat) -> None:
     """Train a new version of MODEL from the archive joined with feedback; register it as a shadow.
 
     After a change in the data, `--since change` trains it on the requests after the change only
@@ -319,7 +324,7 @@ def retrain_command(pipeline, model_id, broker, data_dir, new_id, holdout, min_r
     from rich.table import Table
 
     lifecycle = _lifecycle(pipeline, broker, data_dir, "retrain")
-    done = _run(lifecycle.retrain(model_id, new_id, holdout, min_rows, confidence, since, one_candidate))
+    done = _run(lifecycle.retrain(model_id, new_id, holdout, min_rows, confidence, since, one_candidate, must_beat))
     new, metrics, new_id = done.record, done.metrics, done.record["model_id"]
     after = (f" since {iso_time(metrics['since_ms'])}" if "since_ms" in metrics else "")
     table = Table(title=f"{new_id}: retrained from {model_id} on {int(metrics['rows_train'])} labelled requests{after}, "

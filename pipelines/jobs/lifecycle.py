@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +28,7 @@ from pipelines import registry
 from pipelines.flavours import FLAVOURS
 from pipelines.flavours.base import sha256_of
 from pipelines.jobs.replay import recorded_report, replay, save_report
-from pipelines.jobs.retrain import change_time, labelled_rows, retrain
+from pipelines.jobs.retrain import change_time, does_not_beat, labelled_rows, retrain
 from pipelines.promotion import Check, promotion_checks, summary
 from pipelines.registry import ArtifactStore, RegistryError, live_models, live_spec, spec_events, whoami
 from pipelines.spec import PipelineSpec, load_spec
@@ -41,6 +43,13 @@ __all__ = ["Lifecycle", "LifecycleError", "Promotion", "Retrained", "ensure_prof
 
 class LifecycleError(ValueError):
     """An operation refused, with what to do instead."""
+
+
+class NotBetter(LifecycleError):
+    """A retrain that did not beat the model it would replace on the held-out requests: recorded in
+    ``<pipeline>/retrain/rejected.jsonl``, not registered."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -231,7 +240,7 @@ class Lifecycle:
 
     async def retrain(self, model_id: str, new_id: str | None = None, holdout: float = 0.2, min_rows: int = 200,
                       confidence: float | None = None, since: str | None = None,
-                      one_candidate: bool = False) -> Retrained:
+                      one_candidate: bool = False, must_beat: bool = False) -> Retrained:
         """A new version of MODEL_ID (scikit-learn or XGBoost) trained on the archive joined with
         feedback, judged on the newest ``holdout`` against it and the champion, registered as a
         shadow — promoted automatically once it beats the champion on live feedback with
@@ -240,7 +249,9 @@ class Lifecycle:
         ``since``: learn only from the requests received from then on — a time (ISO 8601, or
         epoch milliseconds), or ``change``: where MODEL_ID's error rate changed, placed from its
         recorded Scores and the labels. ``one_candidate``: refuse while an earlier retrained
-        version of MODEL_ID is still a shadow under evaluation (automatic retrains)."""
+        version of MODEL_ID is still a shadow under evaluation (automatic retrains). ``must_beat``:
+        register it only if it beats MODEL_ID on the held-out requests (automatic retrains);
+        otherwise record it and raise :class:`NotBetter`."""
         state, record = await self.model(model_id)
         if one_candidate:
             waiting = [m for m, e in state.items() if m.startswith(f"{model_id}-r") and e["role"] == "shadow"]
@@ -273,6 +284,8 @@ class Lifecycle:
         data_path = folder / f"{new_id}.csv"
         data_path.write_bytes(result.training_data)
         self._keep(data_path)
+        if must_beat:
+            self._must_beat(model_id, new_id, result.metrics, cut, folder)
         sha = self.store.put_bytes(result.artifact, new_id)
         metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}),
                        **({"since_ms": float(cut.value // 1_000_000)} if cut is not None else {}))
@@ -285,6 +298,21 @@ class Lifecycle:
         self.store.record(new)
         await self.publish([new])
         return Retrained(new, metrics, data_path, champion["model_id"] if champion else None)
+
+    def _must_beat(self, model_id: str, new_id: str, metrics: dict, cut, folder: Path) -> None:
+        """Raise :class:`NotBetter` (after recording it) when ``new_id`` does not beat ``model_id``
+        on the held-out requests: accuracy higher, or MAE lower."""
+        why = does_not_beat(metrics, self.spec().task, model_id)
+        if why is None:
+            return
+        reason = (f"{new_id} was not registered: {why}"
+                  + (f" since {cut.isoformat()}" if cut is not None else ""))
+        with open(folder / "rejected.jsonl", "a") as out:
+            out.write(json.dumps({"model_id": model_id, "candidate": new_id, "at": time.time(), "metrics": metrics,
+                                  "since_ms": float(cut.value // 1_000_000) if cut is not None else None,
+                                  "reason": reason}) + "\n")
+        self._keep(folder / "rejected.jsonl")
+        raise NotBetter(reason)
 
     def _since(self, since: str | None, model_id: str, archive: pd.DataFrame, feedback: dict) -> pd.Timestamp | None:
         """``since`` as a time: ``None``, epoch milliseconds, ISO 8601, or ``change`` (placed now)."""

@@ -101,6 +101,19 @@ def retrain(current, rows: pd.DataFrame, holdout: float = 0.2, task: str = "clas
     return RetrainResult(artifact, metrics, rows.to_csv(index=False).encode())
 
 
+def does_not_beat(metrics: dict[str, float], task: str = "classification", current: str = "the current model") -> str | None:
+    """Why a retrained candidate does not beat the model it would replace on the held-out rows
+    (``metrics`` of :func:`retrain`: accuracy must be higher, MAE lower; a tie does not beat), or
+    ``None`` when it does or there is nothing to compare with."""
+    new, old = metrics["holdout"], metrics.get("current_holdout")
+    regression = task == "regression"
+    if old is None or (new < old if regression else new > old):
+        return None
+    name = "MAE" if regression else "accuracy"
+    return (f"its held-out {name} {new:.4f} does not beat {current}'s {old:.4f} on the {int(metrics['rows_holdout'])} "
+            "newest labelled requests")
+
+
 def _targets(labels: pd.Series, task: str) -> np.ndarray:
     if task == "regression":
         return labels.astype(float).to_numpy()

@@ -39,30 +39,44 @@ def test_retraining__decayed_models_learn_from_the_requests_after_the_change(bro
             # the concept turns over: every label is now the other class (the hardest drift there is)
             after = await labelled(client, list(agrawal_rows(500, seed=42)), flip=True)
 
+            # xgb's errors jump from ~0 to ~1: it decays for sure. lr is near chance on both concepts (its
+            # errors move from ~46 % to ~54 %): so faint a rise is flagged in some runs and not in others
+            # (CI saw both). Every model that was flagged as decayed is retrained; the new version is
+            # registered if it beats the old one on the held-out requests, and recorded as rejected if not.
+            def outcomes(kinds=("retrained", "retrain-rejected")):
+                return {a["model_id"]: a for a in client.received.alerts if a["kind"] in kinds}
+
             async def retrained():
                 registry = await read_registry(stack.settings, f"{name}.control")
-                return registry if {"xgb-r1", "lr-r1"} <= set(registry) else None
+                decayed = set(outcomes(("decay",))) & {"xgb", "lr"}
+                return (registry, decayed) if "xgb-r1" in registry and decayed <= set(outcomes()) else None
 
-            registry = await _until(retrained, 120, interval_s=1.0)
-            assert registry, (f"the decayed models were not retrained; alerts: {client.received.alerts}\n"
-                              f"core log:\n{stack.log_tail('core')}")
-            # xgb's errors jump from ~0 to ~1: its change is placed exactly, and it learns from the requests
-            # after it only. lr is near chance on both concepts (its errors move from ~46 % to ~54 %): the
-            # place of so faint a change is an estimate, and a few requests before it may be in (CI once
-            # saw 4 of 504): at most 5 % of its rows here.
+            found = await _until(retrained, 120, interval_s=1.0)
+            assert found, (f"the decayed models were not retrained; alerts: {client.received.alerts}\n"
+                           f"core log:\n{stack.log_tail('core')}")
+            registry, decayed = found
+            assert all(a["direction"] == "up" for a in client.received.alerts if a["kind"] == "decay")
+            # xgb's change is placed exactly, and it learns from the requests after it only; lr's faint
+            # change is an estimate, and a few requests before it may be in (CI once saw 4 of 504): at
+            # most 5 % of its rows here.
             for model, extra in (("xgb-r1", 0), ("lr-r1", len(after) // 20)):
+                if model.split("-")[0] not in decayed:  # flagged later, if at all: never retrained before it
+                    assert model not in registry
+                    continue
+                if outcomes()[model.split("-")[0]]["kind"] == "retrain-rejected":  # lr: near chance either way
+                    rejected = (stack.settings.data_dir / name / "retrain" / "rejected.jsonl").read_text()
+                    assert model not in registry and "does not beat" in rejected and model in rejected, rejected
+                    continue
                 new = registry[model]
                 figures = new["metrics"]
                 assert new["role"] == "shadow" and figures["auto_promote_confidence"] == 0.95, new
                 assert figures["since_ms"] >= changed_at_ms - 1000, (figures["since_ms"], changed_at_ms)
                 assert 150 <= figures["rows_train"] + figures["rows_holdout"] <= len(after) + extra, (model, figures)
-            # xgb-r1 learnt the new concept, on which xgb is now nearly always wrong (lr, a linear model of a
-            # non-linear concept, is near chance before and after: it decays and is retrained all the same)
+            # xgb-r1 learnt the new concept, on which xgb is now nearly always wrong
             figures = registry["xgb-r1"]["metrics"]
             assert figures["holdout"] >= 0.8 and figures["current_holdout"] <= 0.2, figures
             assert "canary-r1" not in registry  # the stable baseline is never retrained
-            assert await client.wait_for(lambda r: {"xgb", "lr"} <= {a["model_id"] for a in r.alerts
-                                                                     if a["kind"] == "retrained"}, 30), client.received.alerts
+            assert outcomes()["xgb"]["kind"] == "retrained", client.received.alerts
 
             # by hand, the same cut: `--since change` places it from the recorded Scores and the labels
             code, out = await cli(stack, "retrain", "--model", "xgb", "--as", "xgb-manual", "--since", "change",

@@ -56,6 +56,19 @@ def test_retrain__a_model_of_the_old_concept_retrained_on_the_new_one_beats_it(t
     assert result.training_data.startswith(b"salary,commission")
 
 
+def test_does_not_beat__a_tie_or_worse_is_not_registered_by_an_automatic_retrain():
+    from pipelines.jobs.retrain import does_not_beat
+
+    figures = {"holdout": 1.0, "current_holdout": 1.0, "rows_holdout": 120.0}
+    assert does_not_beat(figures, current="xgb") == ("its held-out accuracy 1.0000 does not beat xgb's 1.0000 on the "
+                                                     "120 newest labelled requests")
+    assert does_not_beat({**figures, "holdout": 0.99}) and does_not_beat({**figures, "current_holdout": 0.9}) is None
+    assert does_not_beat({"holdout": 3.0, "current_holdout": 2.5, "rows_holdout": 50.0}, "regression").startswith(
+        "its held-out MAE 3.0000")
+    assert does_not_beat({"holdout": 2.0, "current_holdout": 2.5, "rows_holdout": 50.0}, "regression") is None
+    assert does_not_beat({"holdout": 0.5, "rows_holdout": 50.0}) is None  # nothing to compare with
+
+
 def test_retrain__river_and_too_few_rows_are_refused_with_what_to_do():
     archive, feedback = archive_and_feedback(20, 2)
 
