@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.swap
 	$(BIN)/python -m benchmarks.drift
 	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.alarms
+	$(BIN)/python -m benchmarks.scaling
 	$(BIN)/python -m benchmarks.faults
 	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.startup
