@@ -83,6 +83,17 @@ def _watch_windows(control: Control, watch, frame: pd.DataFrame, window_rows: in
         flagged = now
 
 
+def _feed(control: Control, watch, errors: dict[str, np.ndarray], n: int) -> None:
+    """Every model's errors on ``n`` requests, request by request, into the core's detectors; count the alerts."""
+    for i in range(n):
+        for model, e in errors.items():
+            for alert in watch.update(model, float(e[i])):
+                kind = control.decay if alert["kind"] == "decay" else control.improvement
+                kind[model] = kind.get(model, 0) + 1
+                if alert["kind"] == "decay":
+                    control.reasons.append(alert["reason"])
+
+
 def classification_control(function: int, seed: int, hours: float, rate: float, window_rows: int, delta: float,
                            progress=None) -> Control:
     import xgboost as xgb
@@ -126,13 +137,7 @@ def classification_control(function: int, seed: int, hours: float, rate: float, 
             learned[i] = learner.predict_one(x) != bool(label)
             learner.learn_one(x, bool(label))
         errors["learner"] = learned
-        for i in range(len(rows)):
-            for model, e in errors.items():
-                for alert in watch.update(model, float(e[i])):
-                    kind = control.decay if alert["kind"] == "decay" else control.improvement
-                    kind[model] = kind.get(model, 0) + 1
-                    if alert["kind"] == "decay":
-                        control.reasons.append(alert["reason"])
+        _feed(control, watch, errors, len(rows))
         frames.append(pd.DataFrame(M, columns=features))
         if progress:
             progress(len(rows))
@@ -165,13 +170,7 @@ def regression_control(seed: int, hours: float, rate: float, window_rows: int, d
         M = _frame([x for x, _ in chunk], features)
         target = np.array([t for _, t in chunk])
         errors = {"xgb": np.abs(booster.inplace_predict(M) - target), "canary": np.abs(canary.predict(M) - target)}
-        for i in range(len(chunk)):
-            for model, e in errors.items():
-                for alert in watch.update(model, float(e[i])):
-                    kind = control.decay if alert["kind"] == "decay" else control.improvement
-                    kind[model] = kind.get(model, 0) + 1
-                    if alert["kind"] == "decay":
-                        control.reasons.append(alert["reason"])
+        _feed(control, watch, errors, len(chunk))
         frames.append(pd.DataFrame(M, columns=features))
         if progress:
             progress(len(chunk))
