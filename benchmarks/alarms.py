@@ -21,6 +21,13 @@ in one window).
 the XGBoost model of the old concept sees 5,000 labelled requests of it, then the new concept;
 labels after the change until its first decay alert.
 
+**On Kafka** (``--kafka-seconds``, 0 to skip): the issue's control through a real pipeline —
+Apache Kafka, the demo's XGBoost champion, logistic regression, canary and a River learner trained
+on one Agrawal concept, ``quality: {auto_retrain: true, window_rows: 1000, window_s: 10}`` — then
+``--kafka-seconds`` of that concept at ``--rate``, every request labelled within a second of its
+answer. Counted: the Alerts by kind, the quality windows and their flagged features, and the
+timeouts.
+
 Each detector setting in ``--deltas`` (ADWIN's delta; the first is the default) runs both; the
 ones after the first (for comparison) run ``--compare-hours`` of traffic per control.
 """
@@ -200,7 +207,75 @@ def detection_delay(pair: tuple[int, int], seed: int, delta: float, before: int 
     return None
 
 
-def render(results: dict[float, tuple[list[Control], list[tuple]]], args, command: str, elapsed_s: float) -> str:
+@dataclass
+class KafkaControl:
+    seconds: float
+    rate: float
+    requests: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    alerts: dict[str, int] = field(default_factory=dict)   # kind -> how many
+    decay_reasons: list[str] = field(default_factory=list)
+    windows: int = 0
+    flagged: int = 0                                       # windows with a feature flagged
+    verdicts: int = 0                                      # windows with a decay verdict
+
+
+def kafka_control(seconds: float, rate: float, chunk_s: float = 5.0, spec: dict | None = None) -> KafkaControl:
+    """The stationary control on Apache Kafka (see the module's docstring)."""
+    import asyncio
+    import json
+    import tempfile
+
+    from pipelines.jobs.train import agrawal_rows, train_demo_models
+    from streams.kafka.broker import KafkaBroker
+    from streams.testing import make_stack, ready_client
+
+    out = KafkaControl(seconds, rate)
+    with tempfile.TemporaryDirectory(prefix="rdv-alarms-") as tmp:
+        tmp = Path(tmp)
+        template = train_demo_models(tmp / "trained", pipeline="template", n_train=5000, river=True)
+        with KafkaBroker(data_dir=tmp / "kafka", log_path=tmp / "kafka.log") as broker:
+            (tmp / "run").mkdir()
+            stack = make_stack(broker, (tmp / "trained", template), tmp / "run", deadline_ms=250,
+                               spec=spec or {"quality": {"auto_retrain": True, "window_rows": 1000, "window_s": 10}})
+
+            async def traffic() -> None:
+                client = await ready_client(stack, watch_alerts=True)
+                try:
+                    rows = list(agrawal_rows(int(seconds * rate), seed=1234))  # the training concept, other rows
+                    step = max(1, int(rate * chunk_s))
+                    for start in range(0, len(rows), step):
+                        part = rows[start:start + step]
+                        ids = await client.run_load([x for x, _ in part], rate_per_s=rate)
+                        await client.wait_results(ids, timeout_s=30)
+                        for rid, (_, label) in zip(ids, part):
+                            await client.send_feedback(rid, label)
+                        out.requests += len(ids)
+                        for rid in ids:
+                            status = client.received.results.get(rid, {}).get("status", "missing")
+                            out.statuses[status] = out.statuses.get(status, 0) + 1
+                    await asyncio.sleep(2 * stack.settings.archive_flush_s + 10)  # the last windows and labels
+                    for alert in client.received.alerts:
+                        out.alerts[alert["kind"]] = out.alerts.get(alert["kind"], 0) + 1
+                        if alert["kind"] == "decay":
+                            out.decay_reasons.append(alert["reason"])
+                finally:
+                    await client.__aexit__(None, None, None)
+
+            with stack:
+                asyncio.run(traffic())
+                stack.check_alive()
+                windows = stack.settings.data_dir / stack.spec.name / "quality" / "windows.jsonl"
+                for line in (windows.read_text().splitlines() if windows.exists() else []):
+                    window = json.loads(line)
+                    out.windows += 1
+                    out.flagged += bool(window.get("drifted"))
+                    out.verdicts += bool(window.get("decay"))
+    return out
+
+
+def render(results: dict[float, tuple[list[Control], list[tuple]]], args, command: str, elapsed_s: float,
+           kafka: KafkaControl | None = None) -> str:
     from benchmarks.e2e import _commit, _machine
 
     lines = [START, f"### False alarms on stationary controls — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
@@ -226,6 +301,13 @@ def render(results: dict[float, tuple[list[Control], list[tuple]]], args, comman
         if reasons:
             lines += ["", "First false alerts: " + "; ".join(reasons)]
         lines.append("")
+    if kafka is not None:
+        lines += [f"**On Apache Kafka 4.1.1** (`rendezvous up`'s workers: xgb champion, lr, canary, a River learner; "
+                  "quality worker with auto-retrain, windows of 1,000 requests or 10 s; every request labelled): "
+                  f"{kafka.requests:,} requests at {kafka.rate:g}/s over {kafka.seconds:g} s, results {kafka.statuses}; "
+                  f"alerts by kind {kafka.alerts or '{}'}; {kafka.windows} quality windows, {kafka.flagged} with a "
+                  f"feature flagged, {kafka.verdicts} decay verdicts"
+                  + (f"; false decay alerts: {'; '.join(kafka.decay_reasons[:3])}" if kafka.decay_reasons else ""), ""]
     lines += [END]
     return "\n".join(lines)
 
@@ -242,6 +324,8 @@ def main(argv=None) -> None:
     parser.add_argument("--window-rows", type=int, default=1000, help="feature-drift windows (requests)")
     parser.add_argument("--deltas", default="1e-5,0.002", help="ADWIN deltas to compare (the first: the default)")
     parser.add_argument("--compare-hours", type=float, default=0.25, help="traffic per control for the deltas after the first")
+    parser.add_argument("--kafka-seconds", type=float, default=120.0,
+                        help="seconds of the control on Apache Kafka at --rate (0: skip)")
     parser.add_argument("--out", type=Path, default=e2e.ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.deltas = [float(d) for d in args.deltas.split(",")]
@@ -265,8 +349,11 @@ def main(argv=None) -> None:
             print(f"delta {delta:g} {c.name}: decay {c.decay} improvement {c.improvement} flags {c.flags} "
                   f"verdicts {c.verdicts}")
         print("delays:", delays)
+    kafka = kafka_control(args.kafka_seconds, args.rate) if args.kafka_seconds > 0 else None
+    if kafka is not None:
+        print(f"kafka: {kafka}")
     command = "python -m benchmarks.alarms " + " ".join(argv if argv is not None else sys.argv[1:])
-    e2e.write(args.out, render(results, args, command.strip(), time.time() - started), START, END)
+    e2e.write(args.out, render(results, args, command.strip(), time.time() - started, kafka), START, END)
     print(f"wrote {args.out}")
 
 
