@@ -90,15 +90,31 @@ def _watch_windows(control: Control, watch, frame: pd.DataFrame, window_rows: in
         flagged = now
 
 
-def _feed(control: Control, watch, errors: dict[str, np.ndarray], n: int) -> None:
-    """Every model's errors on ``n`` requests, request by request, into the core's detectors; count the alerts."""
-    for i in range(n):
-        for model, e in errors.items():
-            for alert in watch.update(model, float(e[i])):
-                kind = control.decay if alert["kind"] == "decay" else control.improvement
-                kind[model] = kind.get(model, 0) + 1
-                if alert["kind"] == "decay":
-                    control.reasons.append(alert["reason"])
+def _observe(control: Control, chunks, features: list[str], reference: np.ndarray, window_rows: int, rate: float,
+             delta: float, progress=None) -> Control:
+    """Every model's errors, request by request, into the core's detectors (``chunks``: (rows, errors
+    by model) a few thousand requests at a time), and the requests, in windows, into the feature-drift
+    watch against the ``reference`` rows; the alerts and flags counted in ``control``."""
+    from features.decay import ErrorDrift
+    from features.profile import build_profile
+    from features.quality import DriftWatch
+
+    watch = ErrorDrift(delta=delta)
+    frames = []
+    for M, errors in chunks:
+        for i in range(len(M)):
+            for model, e in errors.items():
+                for alert in watch.update(model, float(e[i])):
+                    kind = control.decay if alert["kind"] == "decay" else control.improvement
+                    kind[model] = kind.get(model, 0) + 1
+                    if alert["kind"] == "decay":
+                        control.reasons.append(alert["reason"])
+        frames.append(pd.DataFrame(M, columns=features))
+        if progress:
+            progress(len(M))
+    drift_watch = DriftWatch(build_profile(pd.DataFrame(reference, columns=features), features))
+    _watch_windows(control, drift_watch, pd.concat(frames, ignore_index=True), window_rows, rate, 2)
+    return control
 
 
 def classification_control(function: int, seed: int, hours: float, rate: float, window_rows: int, delta: float,
@@ -111,9 +127,6 @@ def classification_control(function: int, seed: int, hours: float, rate: float, 
     from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
-    from features.decay import ErrorDrift
-    from features.profile import build_profile
-    from features.quality import DriftWatch
     from pipelines.jobs.train import AGRAWAL_FEATURES
 
     features = list(AGRAWAL_FEATURES)
@@ -128,38 +141,29 @@ def classification_control(function: int, seed: int, hours: float, rate: float, 
         learner.learn_one({k: float(x[k]) for k in features}, bool(label))
 
     n = int(hours * 3600 * rate)
-    control = Control(f"agrawal f{function} seed {seed}", n, hours)
-    watch = ErrorDrift(delta=delta)
-    drift_watch = DriftWatch(build_profile(pd.DataFrame(X, columns=features), features))
     stream = itertools.islice(synth.Agrawal(classification_function=function, seed=seed + 1000), n)
-    frames = []
-    for chunk in iter(lambda: list(itertools.islice(stream, 5000)), []):
-        rows = [{k: float(x[k]) for k in features} for x, _ in chunk]
-        labels = np.array([int(label) for _, label in chunk])
-        M = _frame(rows, features)
-        errors = {"xgb": (booster.inplace_predict(M) >= 0.5).astype(int) != labels,
-                  "lr": lr.predict(M) != labels, "canary": canary.predict(M) != labels}
-        learned = np.empty(len(rows), dtype=bool)
-        for i, (x, label) in enumerate(zip(rows, labels)):  # progressive validation: predict, then learn
-            learned[i] = learner.predict_one(x) != bool(label)
-            learner.learn_one(x, bool(label))
-        errors["learner"] = learned
-        _feed(control, watch, errors, len(rows))
-        frames.append(pd.DataFrame(M, columns=features))
-        if progress:
-            progress(len(rows))
-    _watch_windows(control, drift_watch, pd.concat(frames, ignore_index=True), window_rows, rate, 2)
-    return control
+
+    def chunks():
+        for chunk in iter(lambda: list(itertools.islice(stream, 5000)), []):
+            rows = [{k: float(x[k]) for k in features} for x, _ in chunk]
+            labels = np.array([int(label) for _, label in chunk])
+            M = _frame(rows, features)
+            errors = {"xgb": (booster.inplace_predict(M) >= 0.5).astype(int) != labels,
+                      "lr": lr.predict(M) != labels, "canary": canary.predict(M) != labels}
+            learned = np.empty(len(rows), dtype=bool)
+            for i, (x, label) in enumerate(zip(rows, labels)):  # progressive validation: predict, then learn
+                learned[i] = learner.predict_one(x) != bool(label)
+                learner.learn_one(x, bool(label))
+            yield M, {**errors, "learner": learned}
+
+    return _observe(Control(f"agrawal f{function} seed {seed}", n, hours), chunks(), features, X, window_rows, rate,
+                    delta, progress)
 
 
 def regression_control(seed: int, hours: float, rate: float, window_rows: int, delta: float, progress=None) -> Control:
     import xgboost as xgb
     from river.datasets import synth
     from sklearn.tree import DecisionTreeRegressor
-
-    from features.decay import ErrorDrift
-    from features.profile import build_profile
-    from features.quality import DriftWatch
 
     train = _friedman(seed, 10_000)
     features = sorted(train[0][0])
@@ -168,21 +172,16 @@ def regression_control(seed: int, hours: float, rate: float, window_rows: int, d
                         xgb.DMatrix(X, label=y), num_boost_round=100)
     canary = DecisionTreeRegressor(max_depth=3, random_state=0).fit(X, y)
     n = int(hours * 3600 * rate)
-    control = Control(f"friedman (regression) seed {seed}", n, hours)
-    watch = ErrorDrift(delta=delta)
-    drift_watch = DriftWatch(build_profile(pd.DataFrame(X, columns=features), features))
     stream = itertools.islice(synth.Friedman(seed=seed + 1000), n)
-    frames = []
-    for chunk in iter(lambda: list(itertools.islice(stream, 5000)), []):
-        M = _frame([x for x, _ in chunk], features)
-        target = np.array([t for _, t in chunk])
-        errors = {"xgb": np.abs(booster.inplace_predict(M) - target), "canary": np.abs(canary.predict(M) - target)}
-        _feed(control, watch, errors, len(chunk))
-        frames.append(pd.DataFrame(M, columns=features))
-        if progress:
-            progress(len(chunk))
-    _watch_windows(control, drift_watch, pd.concat(frames, ignore_index=True), window_rows, rate, 2)
-    return control
+
+    def chunks():
+        for chunk in iter(lambda: list(itertools.islice(stream, 5000)), []):
+            M = _frame([x for x, _ in chunk], features)
+            target = np.array([t for _, t in chunk])
+            yield M, {"xgb": np.abs(booster.inplace_predict(M) - target), "canary": np.abs(canary.predict(M) - target)}
+
+    return _observe(Control(f"friedman (regression) seed {seed}", n, hours), chunks(), features, X, window_rows, rate,
+                    delta, progress)
 
 
 def detection_delay(pair: tuple[int, int], seed: int, delta: float, before: int = 5000, after: int = 5000) -> int | None:

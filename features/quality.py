@@ -75,7 +75,7 @@ class DriftWatch:
             raise ValueError("false_alarms_per_day must be > 0 and persistence >= 1")
         self.profile, self.features = profile, list(profile["features"])
         self.false_alarms_per_day, self.persistence = false_alarms_per_day, persistence
-        self.streak = dict.fromkeys(self.features, 0)
+        self.reset()
 
     def reset(self) -> None:
         """Forget the streaks (a new stream, or a new profile)."""

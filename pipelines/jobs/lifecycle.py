@@ -284,11 +284,11 @@ class Lifecycle:
         data_path = folder / f"{new_id}.csv"
         data_path.write_bytes(result.training_data)
         self._keep(data_path)
-        if must_beat:
-            self._must_beat(model_id, new_id, result.metrics, cut, folder)
-        sha = self.store.put_bytes(result.artifact, new_id)
         metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}),
                        **({"since_ms": float(cut.value // 1_000_000)} if cut is not None else {}))
+        if must_beat:
+            self._must_beat(model_id, new_id, metrics, folder)
+        sha = self.store.put_bytes(result.artifact, new_id)
         new = registry.event(
             self.pipeline, new_id, "1", "register", "shadow", record["flavour"], sha256=sha, by=self.by,
             preference=1 + max((e["preference"] for e in state.values()), default=0), group=record.get("group"),
@@ -299,17 +299,15 @@ class Lifecycle:
         await self.publish([new])
         return Retrained(new, metrics, data_path, champion["model_id"] if champion else None)
 
-    def _must_beat(self, model_id: str, new_id: str, metrics: dict, cut, folder: Path) -> None:
+    def _must_beat(self, model_id: str, new_id: str, metrics: dict, folder: Path) -> None:
         """Raise :class:`NotBetter` (after recording it) when ``new_id`` does not beat ``model_id``
         on the held-out requests: accuracy higher, or MAE lower."""
         why = does_not_beat(metrics, self.spec().task, model_id)
         if why is None:
             return
-        reason = (f"{new_id} was not registered: {why}"
-                  + (f" since {cut.isoformat()}" if cut is not None else ""))
+        reason = f"{new_id} was not registered: {why}"
         with open(folder / "rejected.jsonl", "a") as out:
             out.write(json.dumps({"model_id": model_id, "candidate": new_id, "at": time.time(), "metrics": metrics,
-                                  "since_ms": float(cut.value // 1_000_000) if cut is not None else None,
                                   "reason": reason}) + "\n")
         self._keep(folder / "rejected.jsonl")
         raise NotBetter(reason)
