@@ -4,7 +4,10 @@ Three reasons set a model aside, each undone by its own recovery:
 
 * **late** — it missed ``miss_limit`` deadlines in a row: nobody waits for it any more (without
   this a dead top-preference model would add the full deadline to every request); back the
-  moment any score of it arrives, even a late one;
+  moment a score of it arrives before its request's deadline. (A score that comes after it is
+  no sign of punctuality: when that brought a model back, a group running behind was set aside
+  and back every few requests, two alerts each time — 541 in the first minutes of issue 24's
+  control.)
 * **errors** — ``error_limit`` error scores in a row; back at its next good score;
 * **accuracy** — over at least ``min_labels`` labelled requests its recent accuracy is below
   the canary's by more than ``accuracy_margin``; back once within half that margin (the
@@ -59,10 +62,13 @@ class Fallback:
                 alerts += self._set(model_id, "late", f"missed {count} deadlines in a row")
         return alerts
 
-    def scored(self, model_id: str, status: str) -> list[dict]:
-        """A score of this model arrived (``status`` ok | error | late)."""
-        self._misses[model_id] = 0
-        alerts = self._clear(model_id, "late", "answered again")
+    def scored(self, model_id: str, status: str, punctual: bool = True) -> list[dict]:
+        """A score of this model arrived (``status`` ok | error); ``punctual``: before its
+        request's deadline."""
+        alerts = []
+        if punctual:
+            self._misses[model_id] = 0
+            alerts += self._clear(model_id, "late", "answered before the deadline again")
         if status == "error":
             self._errors[model_id] = count = self._errors.get(model_id, 0) + 1
             if count >= self.spec.error_limit:

@@ -181,7 +181,7 @@ class Rendezvous:
         now = self.clock()
         for score in scores:
             self.last_scored[score["model_id"]] = now
-            box = self._file(score, partition)
+            box = self._file(score, partition, now)
             if box is not None and box["opened_at"] is not None:
                 touched[score["request_id"]] = box
         out = []
@@ -189,15 +189,17 @@ class Rendezvous:
             out += self._decide(rid, box)
         return out
 
-    def _file(self, score: dict, partition: int) -> dict | None:
+    def _file(self, score: dict, partition: int, now: float) -> dict | None:
         """File one score; the mailbox if it is still to be decided."""
         rid, model_id = score["request_id"], score["model_id"]
-        self.alerts += self.fallback.scored(model_id, score["status"])
         box = self.mailboxes.get(rid)
         if box is None:
             box = new_mailbox(partition)
             # if the request itself never shows up, its scores answer it (see due())
-            heapq.heappush(self._orphans, (self.clock() + self.orphan_grace_ms, rid))
+            heapq.heappush(self._orphans, (now + self.orphan_grace_ms, rid))
+        # punctual: before its request's deadline (a score ahead of its request is)
+        punctual = box["opened_at"] is None or now <= box["deadline_at"]
+        self.alerts += self.fallback.scored(model_id, score["status"], punctual)
         late = box["done"] is not None or rid in self.answered
         self.metrics.scored(score, late)
         if late:

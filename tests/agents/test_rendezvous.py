@@ -129,8 +129,28 @@ def test_rendezvous__model_down_after_missed_deadlines_is_not_waited_for(server,
     server.on_request(request("r3"), 0)
     [(_, _, result)] = server.on_score(score("r3", "b"), 0)
     assert "set aside: a (missed" in result["reason"]
-    server.on_score(score("r3", "a"), 0)  # a late score of a: it is back
+    clock.now += 1
+    server.on_score(score("r1", "a"), 0)  # a's score of a request whose deadline passed: still late
+    assert server.fallback.down == {"a"}
+    server.on_score(score("r3", "a"), 0)  # before r3's deadline (after b answered it): it is back
     assert server.fallback.down == set()
+
+
+def test_rendezvous__a_model_running_behind_is_set_aside_once_not_every_few_requests(server, clock):
+    """Every score of ``a`` comes 150 ms after its request (deadline 100 ms): one alert that sets
+    it aside, none that brings it back, however many late scores arrive; one when it is punctual."""
+    for i in range(40):
+        server.on_request(request(f"r{i}"), 0)
+        server.on_score(score(f"r{i}", "b"), 0)
+        clock.now += 50
+        server.due()
+        if i >= 3:
+            server.on_score(score(f"r{i - 3}", "a"), 0)
+    kinds = [(a["kind"], a["cause"]) for a in server.alerts if a["model_id"] == "a"]
+    assert kinds == [("fallback", "late")] and server.fallback.down == {"a"}
+    server.on_request(request("fast"), 0)
+    server.on_score(score("fast", "a"), 0)
+    assert [a["kind"] for a in server.alerts if a["model_id"] == "a"][-1] == "recovered" and not server.fallback.down
 
 
 def test_rendezvous__recover_rearms_open_mailboxes_from_the_table(clock):
