@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from typing import AbstractSet, Any, Mapping, Sequence
+from typing import AbstractSet, Any, Collection, Mapping, Sequence
 
 from river import bandit, preprocessing
 
@@ -140,9 +140,12 @@ class Bandit(PreferenceSchedule):
         return (pick, *_aside_last([m for m in self.ranking if m != pick], set_aside))
 
     def learn(self, ranking: Sequence[str], features: Mapping[str, Any], rewards: Mapping[str, float]) -> None:
-        """A label for a request ordered ``ranking``: every answering model that scored it learns its
-        own reward (a model that failed or was late has none and learns nothing)."""
-        arms = [m for m in self.ranking if m in rewards]
+        """A label for a request ordered ``ranking``: every model that scored it learns its own
+        reward (a model that failed or was late has none and learns nothing) — shadows too, though
+        they are never pulled: a shadow promoted to champion then starts with a full window
+        instead of as an unknown arm, which is picked blindly until its first label arrives
+        (a whole label delay: 500 requests of a drift benchmark's cell)."""
+        arms = list(rewards)
         if not arms:
             return
         context = self._scaler.transform_one(self._context(features)) if self.contextual else None
@@ -152,17 +155,19 @@ class Bandit(PreferenceSchedule):
             else:
                 self.policy.update(arm, rewards[arm])
 
-    def warm(self, rewards: Mapping[str, Sequence[float]]) -> int:
+    def warm(self, rewards: Mapping[str, Sequence[float]], models: Collection[str] | None = None) -> int:
         """After a restart: every arm's recent rewards from the score state (the contextual bandit
-        cannot: the score state keeps no features)."""
+        cannot: the score state keeps no features). ``models``: whose (default: the answering
+        ones; the core passes every live model, shadows too, as :meth:`learn` takes them)."""
         if self.contextual:
             return 0
-        used = 0
+        used, models = 0, self.ranking if models is None else models
         for arm, values in rewards.items():
-            if arm in self.ranking:
-                for reward in values[-self.spec.window:]:
-                    self.policy.update(arm, reward)
-                    used += 1
+            if arm not in models:
+                continue
+            for reward in values[-self.spec.window:]:
+                self.policy.update(arm, reward)
+                used += 1
         return used
 
     @staticmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AbstractSet, Any, Callable, Mapping, Sequence
+from typing import AbstractSet, Any, Callable, Collection, Mapping, Sequence
 
 __all__ = ["Decision", "Policy", "ScoreView"]
 
@@ -79,8 +79,9 @@ class Policy:
     def learn(self, ranking: Sequence[str], features: Mapping[str, Any], rewards: Mapping[str, float]) -> None:
         """Feedback for a request decided with ``ranking``; most policies learn nothing."""
 
-    def warm(self, rewards: Mapping[str, Sequence[float]]) -> int:
-        """Start from every model's recent rewards (the score state restored after a restart); how many were used."""
+    def warm(self, rewards: Mapping[str, Sequence[float]], models: Collection[str] | None = None) -> int:
+        """Start from the recent rewards of ``models`` (default: the answering ones) in the score
+        state restored after a restart; how many were used."""
         return 0
 
 

@@ -151,3 +151,15 @@ def test_bandit__after_a_restart_it_starts_from_the_score_state_rewards():
     assert policy.warm({"a": [0.0] * 30, "b": [1.0] * 30, "gone": [1.0]}) == 60
     assert [policy.order({})[0] for _ in range(20)] == ["b"] * 20
     assert Bandit(["a"], PolicySpec("bandit", algorithm="linucb")).warm({"a": [1.0]}) == 0
+
+
+def test_bandit__a_promoted_shadow_starts_from_the_rewards_it_earned_as_a_shadow():
+    """Full information: a shadow scores every request, so its rewards are learned though it is
+    never pulled. Promoted, it is not an unknown arm picked blindly until its first label."""
+    policy = Bandit(["a", "b"], PolicySpec("bandit", algorithm="ucb", seed=1))
+    for _ in range(300):
+        ranking = policy.order({})
+        assert "shadow" not in ranking
+        policy.learn(ranking, {}, {"a": 1.0, "b": 0.0, "shadow": 0.0})
+    policy.ranking = ["a", "b", "shadow"]  # the registry promoted it (Rendezvous.update)
+    assert [policy.order({})[0] for _ in range(50)] == ["a"] * 50
