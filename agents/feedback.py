@@ -149,7 +149,8 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
         of the new assignment: merge the rows, and start the policy from their rewards."""
         keys = store.restore(server.holds)
         if keys:
-            warmed = server.policy.warm(server.book.rewards(keys))
+            live = {m.id for m in server.spec.models if m.role != "retired"}  # shadows too: see Bandit.learn
+            warmed = server.policy.warm(server.book.rewards(keys), live)
             log.info("score state: %d rows restored from the table; the policy started from %d rewards",
                      len(keys), warmed)
 
