@@ -118,7 +118,7 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
                    "--since", str(int(job.since_ms)), "--min-rows", str(spec.quality.retrain_min_rows),
                    "--auto-promote", "0.95", "--one-candidate", "--must-beat", "--broker", settings.broker,
                    "--data-dir", str(settings.data_dir)]
-        log.warning("retrain: %s decayed (%s); %d labelled requests since its change: %s", job.model_id, job.cause,
+        log.warning("retrain: %s %s; %d labelled requests since its change: %s", job.model_id, job.why,
                     job.rows, " ".join(command[2:]))
         process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                        stderr=asyncio.subprocess.STDOUT)
@@ -127,17 +127,18 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
         done, rejected = process.returncode == 0, process.returncode == 3
         last = output.splitlines()[-1] if output else ""
         if done:
-            reason = (f"{job.model_id} decayed ({job.cause}) and was retrained on the {job.rows} labelled requests since "
+            reason = (f"{job.model_id} {job.why} and was retrained on the {job.rows} labelled requests since "
                       f"its change: {last}")
         elif rejected:  # recorded by the retrain in retrain/rejected.jsonl
-            reason = f"{job.model_id} decayed ({job.cause}); retrained on the requests since its change, {last.removeprefix('Error: ')}"
+            reason = f"{job.model_id} {job.why}; retrained on the requests since its change, {last.removeprefix('Error: ')}"
         else:
-            reason = f"{job.model_id} decayed ({job.cause}) but its retrain failed: {output[-1500:]}"
+            reason = f"{job.model_id} {job.why} but its retrain failed: {output[-1500:]}"
         (log.warning if done or rejected else log.error)("retrain: %s", reason)
         kind = "retrained" if done else "retrain-rejected" if rejected else "retrain-failed"
         server.alerts.append({"kind": kind, "model_id": job.model_id,
                               "cause": job.cause, "reason": reason[:1800],
-                              "figures": {"since_ms": float(job.since_ms), "rows": float(job.rows)}})
+                              "figures": {"since_ms": float(job.since_ms), "rows": float(job.rows),
+                                          "refinement": float(job.refinement)}})
 
     # taken at the same instant as the mailboxes (their "received" flags): a label redelivered
     # after a crash is either counted in both or in neither

@@ -24,7 +24,7 @@ from pipelines.mailbox import (DictStore, close_mailbox, file_score, is_open, ne
                                score_views)
 from pipelines.policies import Decision, policy_for
 from pipelines.promotion import beats
-from pipelines.retraining import RetrainJob, RetrainPlanner, retrainable
+from pipelines.retraining import RetrainJob, RetrainPlanner, generation, lineage, retrainable
 from pipelines.scorebook import ScoreBook
 from pipelines.spec import PipelineSpec
 from pipelines.telemetry import Telemetry
@@ -56,8 +56,8 @@ class Rendezvous:
         self.fallback = Fallback(spec.fallback, miss_limit)
         self.decay = ErrorDrift()  # River's ADWIN on every model's errors, rises only are decay
         rules = spec.quality  # auto_retrain: decayed models are retrained on the data after their change
-        self.retrains = RetrainPlanner(self.decay, rules.retrain_min_rows, rules.retrain_cooldown_s, clock) \
-            if rules.auto_retrain else None
+        self.retrains = RetrainPlanner(self.decay, rules.retrain_min_rows, rules.retrain_cooldown_s, clock,
+                                       refinements=rules.retrain_refinements) if rules.auto_retrain else None
         self.retrain_jobs: list[RetrainJob] = []  # ready to run (agents/feedback.py runs them)
         self.policy = self._policy(spec)
         self.alerts: list[dict] = []  # fallback switches to publish on {p}.alerts
@@ -113,6 +113,15 @@ class Rendezvous:
 
     def _retrainable(self, model_id: str) -> bool:
         return any(m.id == model_id and retrainable(m) for m in self.spec.models)
+
+    def _newest_version(self, root: str) -> str | None:
+        """The version of a retrained lineage to retrain again: the newest live one (``None``
+        while one of its candidates is still a shadow under evaluation, or none can be)."""
+        versions = [m for m in self.spec.models if lineage(m.id) == root]
+        if any(m.role == "shadow" for m in versions):
+            return None
+        live = [m.id for m in versions if retrainable(m)]
+        return max(live, key=generation, default=None)
 
     def assign(self, partitions) -> tuple[list[int], int]:
         """A rebalance gave this worker ``partitions``. The mailboxes and score rows of partitions it
@@ -305,7 +314,7 @@ class Rendezvous:
                     alert["reason"] += (f"; it is retrained once {self.retrains.min_rows} labelled requests came "
                                         "after the change (quality.retrain_min_rows)")
         if self.retrains:
-            self.retrain_jobs += self.retrains.on_label()
+            self.retrain_jobs += self.retrains.on_label(self._newest_version)
         self._compare_candidates(rewards)
         if features is None:
             return None, None

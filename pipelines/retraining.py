@@ -14,6 +14,14 @@ Every decayed model is retrained that can be in batch (scikit-learn, XGBoost) an
 canary (the stable baseline) or a candidate already under evaluation (a shadow); a model is
 retrained at most once per ``cooldown_s``.
 
+A first retrain learns from ``min_rows`` rows: enough to beat a model of the old concept, not
+always enough to reach the best model on the new one (the drift matrix saw retrained models stay
+a few points below a River learner or a model trained on more rows). So the lineage is retrained
+again each time the labelled requests since the change double, ``refinements`` times: its newest
+version that is not a candidate still under evaluation, on all the rows since the same change
+(the automatic retrain registers it only if it beats that version on the newest of them, and
+the McNemar gate promotes it). A new decay in the lineage replaces these plans with its own.
+
 >>> from features.decay import ErrorDrift
 >>> watch = ErrorDrift()
 >>> plan = RetrainPlanner(watch, min_rows=300, cooldown_s=3600, clock=lambda: 0.0)
@@ -25,16 +33,25 @@ retrained at most once per ``cooldown_s``.
 ...     jobs += plan.on_label()
 >>> [(job.model_id, job.since_ms, job.rows >= 300) for job in jobs]
 [('xgb', 2000000.0, True)]
+
+With ``refinements``, the newest version is retrained again as the rows since the change double:
+
+>>> plan = RetrainPlanner(ErrorDrift(), min_rows=300, cooldown_s=3600, clock=lambda: 0.0, refinements=2)
+>>> plan.follow["xgb"] = _FollowUp(since_ms=2e6, rows=300, next_at=600, left=2)  # as a first job leaves it
+>>> newest = {"xgb": "xgb-r1"}.get            # its first retrain was promoted
+>>> [(j.model_id, j.rows, j.refinement) for _ in range(2000) for j in plan.on_label(newest)]
+[('xgb-r1', 600, 1), ('xgb-r1', 1200, 2)]
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
 from features.decay import ErrorDrift
 
-__all__ = ["RetrainJob", "RetrainPlanner", "retrainable"]
+__all__ = ["RetrainJob", "RetrainPlanner", "generation", "lineage", "retrainable"]
 
 BATCH_FLAVOURS = ("sklearn", "xgboost")
 
@@ -44,12 +61,34 @@ def retrainable(model) -> bool:
     return model.flavour in BATCH_FLAVOURS and model.role not in ("canary", "shadow", "retired")
 
 
+def lineage(model_id: str) -> str:
+    """The model a retrained version descends from: ``xgb`` for ``xgb``, ``xgb-r1``, ``xgb-r2``.
+
+    >>> lineage("xgb-r12"), lineage("risk-r1-model"), lineage("lr")
+    ('xgb', 'risk-r1-model', 'lr')
+    """
+    return re.sub(r"(-r\d+)+$", "", model_id)
+
+
+def generation(model_id: str) -> int:
+    """Which retrain of its lineage ``model_id`` is: 0 for the original, 2 for ``xgb-r2``."""
+    found = re.search(r"-r(\d+)$", model_id)
+    return int(found.group(1)) if found else 0
+
+
 @dataclass
 class RetrainJob:
     model_id: str
     since_ms: float  # the first request after the estimated change
     rows: int        # labelled requests since then, when the job became ready
     cause: str       # the detector that fired
+    refinement: int = 0  # 0: the retrain a decay asked for; k: its k-th retrain as the rows doubled
+
+    @property
+    def why(self) -> str:
+        if self.refinement:
+            return f"was due for refinement {self.refinement} (the labelled requests since its change doubled)"
+        return f"decayed ({self.cause})"
 
 
 @dataclass
@@ -58,14 +97,24 @@ class _Pending:
     labels: int = 0
 
 
+@dataclass
+class _FollowUp:
+    since_ms: float  # the change the lineage's retrains learn from
+    rows: int        # labelled requests since then (counted from the first job's figure)
+    next_at: int     # retrain again at this many
+    left: int        # refinements still to come
+    cause: str = "decay"
+
+
 class RetrainPlanner:
     """Pending retrains of decayed models; :meth:`on_label` returns those that have become ready."""
 
     def __init__(self, drift: ErrorDrift, min_rows: int, cooldown_s: float, clock: Callable[[], float],
-                 check_every: int = 25) -> None:
+                 check_every: int = 25, refinements: int = 0) -> None:
         self.drift, self.min_rows, self.cooldown_ms = drift, min_rows, cooldown_s * 1000.0
-        self.clock, self.check_every = clock, check_every
+        self.clock, self.check_every, self.refinements = clock, check_every, refinements
         self.pending: dict[str, _Pending] = {}
+        self.follow: dict[str, _FollowUp] = {}  # lineage -> its next retrain on the same change
         self.started: dict[str, float] = {}  # model -> when its last job became ready (ms)
         self.cuts: dict[str, float] = {}     # model -> the change its last job learned from (ms)
 
@@ -79,11 +128,26 @@ class RetrainPlanner:
         if last is not None and self.clock() - last < self.cooldown_ms:
             return False
         self.pending[model_id] = _Pending(alert.get("cause", "decay"))
+        self.follow.pop(lineage(model_id), None)  # a new change: the old one's plans are moot
         return True
 
-    def on_label(self) -> list[RetrainJob]:
-        """After each label: the pending retrains that now have ``min_rows`` labels after their change."""
+    def on_label(self, newest: Callable[[str], str | None] = lambda root: root) -> list[RetrainJob]:
+        """After each label: the pending retrains that now have ``min_rows`` labels after their
+        change, and the refinements due. ``newest``: a lineage's version to retrain again (its
+        newest live one), or ``None`` while a candidate of it is still under evaluation."""
         ready = []
+        for root, plan in list(self.follow.items()):
+            plan.rows += 1
+            if plan.rows < plan.next_at or plan.rows % self.check_every and plan.rows > plan.next_at:
+                continue
+            model_id = newest(root)
+            if model_id is None:  # wait for the candidate's verdict (checked every check_every labels)
+                continue
+            refinement = self.refinements - plan.left + 1
+            ready.append(RetrainJob(model_id, plan.since_ms, plan.rows, plan.cause, refinement))
+            plan.left, plan.next_at = plan.left - 1, 2 * plan.rows
+            if not plan.left:
+                del self.follow[root]
         for model_id, pending in list(self.pending.items()):
             pending.labels += 1
             # a placement from a few dozen labels after the detection can pick an older, smaller change
@@ -97,6 +161,8 @@ class RetrainPlanner:
                 del self.pending[model_id]
                 self.started[model_id], self.cuts[model_id] = self.clock(), since_ms
                 ready.append(RetrainJob(model_id, since_ms, rows, pending.cause))
+                if self.refinements:
+                    self.follow[lineage(model_id)] = _FollowUp(since_ms, rows, 2 * rows, self.refinements, pending.cause)
         return ready
 
     def forget(self, keep: Callable[[str], bool]) -> None:

@@ -179,7 +179,8 @@ class QualitySpec:
     ``retrain_min_rows`` of them are labelled, as ``rendezvous retrain --since change
     --auto-promote 0.95`` does (``pipelines/retraining.py``); a decay verdict of the quality
     worker retrains the champion on the requests since that window. A model is retrained at
-    most once per ``retrain_cooldown_s``. ``false_alarms_per_day`` (default 0.1) is the rate of
+    most once per ``retrain_cooldown_s``; its newest version is retrained again each time the
+    labelled requests since the change double, ``retrain_refinements`` times (default 3; 0: never). ``false_alarms_per_day`` (default 0.1) is the rate of
     feature-drift flags the monitor allows on data that did not change; a feature is flagged when
     it drifted in ``drift_persistence`` windows in a row (default 2; ``features.quality.DriftWatch``).
     ``enabled``: true when the
@@ -195,6 +196,7 @@ class QualitySpec:
     auto_retrain: bool = False
     retrain_min_rows: int = 500
     retrain_cooldown_s: int = 3600
+    retrain_refinements: int = 3
     false_alarms_per_day: float = 0.1
     drift_persistence: int = 2
     enabled: bool = False
@@ -214,7 +216,11 @@ class QualitySpec:
         ints = {k: _positive(raw.get(k, getattr(cls, k)), f"quality.{k}")
                 for k in ("window_rows", "window_s", "min_rows", "min_drifted", "retrain_min_rows",
                           "retrain_cooldown_s", "drift_persistence")}
-        return cls(**ints, unlike_limit=float(limit), false_alarms_per_day=float(rate),
+        refinements = raw.get("retrain_refinements", cls.retrain_refinements)
+        if not isinstance(refinements, int) or isinstance(refinements, bool) or refinements < 0:
+            raise SpecError(f"field 'quality.retrain_refinements' must be a whole number from 0 (got {refinements!r}): "
+                            "how many times a retrained model is retrained again as the rows since its change double")
+        return cls(**ints, unlike_limit=float(limit), false_alarms_per_day=float(rate), retrain_refinements=refinements,
                    auto_retrain=bool(raw.get("auto_retrain", False)),
                    enabled=bool(raw.get("enabled", True)))
 

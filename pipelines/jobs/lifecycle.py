@@ -30,6 +30,7 @@ from pipelines.flavours.base import sha256_of
 from pipelines.jobs.replay import recorded_report, replay, save_report
 from pipelines.jobs.retrain import change_time, does_not_beat, labelled_rows, retrain
 from pipelines.promotion import Check, promotion_checks, summary
+from pipelines.retraining import lineage
 from pipelines.registry import ArtifactStore, RegistryError, live_models, live_spec, spec_events, whoami
 from pipelines.spec import PipelineSpec, load_spec
 from streams.kafka.clients import Kafka
@@ -254,10 +255,11 @@ class Lifecycle:
         otherwise record it and raise :class:`NotBetter`."""
         state, record = await self.model(model_id)
         if one_candidate:
-            waiting = [m for m, e in state.items() if m.startswith(f"{model_id}-r") and e["role"] == "shadow"]
+            waiting = [m for m, e in state.items() if m != model_id and lineage(m) == lineage(model_id)
+                       and e["role"] == "shadow"]
             if waiting:
-                raise LifecycleError(f"{waiting[0]}, retrained from {model_id}, is still a shadow under evaluation: "
-                                     "one candidate at a time")
+                raise LifecycleError(f"{waiting[0]}, retrained from {lineage(model_id)}, is still a shadow under "
+                                     "evaluation: one candidate at a time")
         champion = next((e for e in live_models(state) if e["role"] == "champion"), None)
         archive = read_archive(await self.pulled("archive"))
         if since == "change":
@@ -278,7 +280,8 @@ class Lifecycle:
             result = await asyncio.to_thread(retrain, current, rows, holdout, self.spec().task, other)
         except ValueError as exc:
             raise LifecycleError(str(exc)) from None
-        new_id = new_id or next(f"{model_id}-r{n}" for n in range(1, 10_000) if f"{model_id}-r{n}" not in state)
+        root = lineage(model_id)  # xgb-r1 retrained is xgb-r2
+        new_id = new_id or next(f"{root}-r{n}" for n in range(1, 10_000) if f"{root}-r{n}" not in state)
         folder = self.settings.data_dir / self.pipeline / "retrain"
         folder.mkdir(parents=True, exist_ok=True)
         data_path = folder / f"{new_id}.csv"

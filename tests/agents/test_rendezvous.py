@@ -447,3 +447,43 @@ def test_rendezvous__a_decayed_model_is_retrained_from_its_change_once_enough_la
     assert any(a["kind"] == "decay" and a["model_id"] == "c" for a in server.alerts)  # the canary decayed: not retrained
     assert not any(a["kind"] == "decay" and a["model_id"] == "b" for a in server.alerts)
     assert any("retrained once 300 labelled requests" in a["reason"] for a in server.alerts if a["model_id"] == "a")
+
+
+def test_rendezvous__a_retrained_lineage_is_retrained_again_as_the_rows_since_its_change_double(clock, tmp_path):
+    """retrain_refinements: after the first retrain (a -> a-r1), the rows since the same change
+    doubling retrain the newest live version (a-r1), on them all; not while a-r1 is still a
+    shadow under evaluation."""
+    artifact = tmp_path / "m.skops"
+    artifact.write_bytes(b"not read here")
+    models = [{"id": "a", "flavour": "sklearn", "role": "champion", "group": "a", "artifact": str(artifact)},
+              {"id": "b", "flavour": "external", "role": "challenger", "group": "b"}]
+    quality = {"auto_retrain": True, "retrain_min_rows": 200, "retrain_refinements": 1, "enabled": False}
+    spec = PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "quality": quality, "models": models})
+    server = Rendezvous(spec, DictStore(), clock=clock)
+    jobs, promoted_at = [], None
+    for i in range(4000):
+        rid, label = f"r{i}", i % 2
+        clock.now += 10
+        server.on_request(request(rid), 0)
+        wrong = i >= 1000 and i % 3 == 0
+        for model in [m.id for m in server.spec.models]:
+            score_of_a = model.startswith("a") and not (model == "a" and wrong)
+            server.on_score(score(rid, model, prediction=label if score_of_a or model == "b" and not wrong else 1 - label), 0)
+        server.on_feedback({"request_id": rid, "label": label}, 0)
+        jobs += server.retrain_jobs
+        server.retrain_jobs.clear()
+        if len(jobs) == 1 and len(server.spec.models) == 2:  # what `rendezvous retrain` registers: a shadow
+            server.update(PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "quality": quality, "models": [
+                *models, {"id": "a-r1", "flavour": "sklearn", "role": "shadow", "group": "a", "artifact": str(artifact)}]}))
+            shadow_until = i + 1000
+        if len(jobs) == 1 and i == shadow_until:  # promoted 1,000 requests later
+            promoted_at = i
+            server.update(PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "quality": quality, "models": [
+                {**models[0], "role": "challenger"}, models[1],
+                {"id": "a-r1", "flavour": "sklearn", "role": "champion", "group": "a", "artifact": str(artifact)}]}))
+    first, second = jobs
+    assert (first.model_id, first.refinement) == ("a", 0) and first.rows >= 200
+    # doubled while a-r1 was a shadow: it waited, and came on the first check after the promotion
+    assert (second.model_id, second.refinement, second.since_ms) == ("a-r1", 1, first.since_ms)
+    assert second.rows > 2 * first.rows and promoted_at is not None
+    assert "refinement 1" in second.why

@@ -52,6 +52,7 @@ def test_spec__round_trips_through_yaml(tmp_path):
         ({"learning": {"delta": 2}}, "'learning.delta'"),
         ({"learning": {"grace": 0}}, "'learning.grace'"),
         ({"quality": {"retrain_min_rows": -1}}, "'quality.retrain_min_rows'"),
+        ({"quality": {"retrain_refinements": -1}}, "'quality.retrain_refinements'"),
         ({"quality": {"false_alarms_per_day": 0}}, "'quality.false_alarms_per_day'"),
         ({"quality": {"drift_persistence": 0}}, "'quality.drift_persistence'"),
     ],
