@@ -65,7 +65,7 @@ class DriftRun:
     alerts: list = field(default_factory=list)
     rate: float = 100.0  # requests per second (the injected clock's, or the client's)
     model_right: dict = field(default_factory=dict)   # model -> right per request (None before it existed)
-    events: list = field(default_factory=list)        # (request, "retrained" | "promoted", model, detail)
+    events: list = field(default_factory=list)        # (request, "retrained" | "rejected" | "promoted", model, detail)
 
     def accuracy(self, start: int, stop: int, series: str = "right") -> float:
         return float(np.mean(getattr(self, series)[start:stop]))
@@ -145,7 +145,7 @@ def train_models(seed: int = 1, function: int = 2):
             "learner": pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)}
 
 
-def _spec(policy: dict, artifacts: dict, retrain_min_rows: int | None = None):
+def _spec(policy: dict, artifacts: dict, retrain_min_rows: int | None = None, refinements: int | None = None):
     import hashlib
 
     from pipelines.spec import PipelineSpec
@@ -157,7 +157,9 @@ def _spec(policy: dict, artifacts: dict, retrain_min_rows: int | None = None):
     return PipelineSpec.from_dict({"pipeline": "drift", "deadline_ms": 100, "policy": policy,
                                    "fallback": {"min_labels": 100, "accuracy_margin": 0.05, "window": 300},
                                    **({"quality": {"enabled": False, "auto_retrain": True,
-                                                   "retrain_min_rows": retrain_min_rows}} if retrain_min_rows else {}),
+                                                   "retrain_min_rows": retrain_min_rows,
+                                                   **({} if refinements is None else {"retrain_refinements": refinements})}}
+                                      if retrain_min_rows else {}),
                                    "models": [entry("xgb", "xgboost", "champion"), entry("learner", "river", "challenger"),
                                               entry("canary", "sklearn", "canary")]})
 
@@ -170,7 +172,8 @@ def drift_width(requests: int, drift_at: int) -> int:
 
 def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, label_delay: int = 200,
               seed: int = 7, artifacts: dict | None = None, functions: tuple[int, int] = (2, 0),
-              adapt: str = "background", retrain_min_rows: int | None = None, width: int | None = None) -> DriftRun:
+              adapt: str = "background", retrain_min_rows: int | None = None, width: int | None = None,
+              refinements: int | None = None) -> DriftRun:
     from river.datasets import synth
 
     from pipelines.flavours.base import score_record
@@ -179,7 +182,7 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
     from pipelines.rendezvous import Rendezvous
 
     artifacts = artifacts or train_models()
-    spec = _spec(POLICIES[policy], artifacts, retrain_min_rows)
+    spec = _spec(POLICIES[policy], artifacts, retrain_min_rows, refinements)
     models = [resolve(f"{FLAVOURS[m.flavour].module}:load")(m, artifacts[m.id]) for m in spec.models]
     learner = next(m for m in models if m.spec.id == "learner")
     learner.adapt(replace(spec.learning, adapt=adapt))  # what agents/learner.py does with the spec's section
@@ -230,13 +233,18 @@ def _retrain(job, spec, models: list, labelled: list, server, run: DriftRun, i: 
 
     import pandas as pd
 
-    from pipelines.jobs.retrain import retrain
+    from pipelines.jobs.retrain import does_not_beat, retrain
     from pipelines.plugins import FLAVOURS, resolve
+    from pipelines.retraining import lineage
 
     current = next(m for m in models if m.spec.id == job.model_id)
     rows = pd.DataFrame([{**features, "label": truth} for at, features, truth in labelled if at >= job.since_ms])
     result = retrain(current, rows, 0.2)
-    new_id = next(f"{job.model_id}-r{n}" for n in range(1, 100) if all(m.id != f"{job.model_id}-r{n}" for m in spec.models))
+    if does_not_beat(result.metrics, current=job.model_id):  # `--must-beat`, as automatic retrains run
+        run.events.append((i, "rejected", job.model_id, f"{len(rows)} rows, held-out {result.metrics['holdout']:.3f}"))
+        return spec
+    root = lineage(job.model_id)
+    new_id = next(f"{root}-r{n}" for n in range(1, 100) if all(m.id != f"{root}-r{n}" for m in spec.models))
     new_spec = _replace(current.spec, id=new_id, role="shadow", auto_promote=0.95, preference=len(spec.models))
     models.append(resolve(f"{FLAVOURS[new_spec.flavour].module}:load")(new_spec, result.artifact))
     spec = _replace(spec, models=spec.models + (new_spec,))
@@ -374,7 +382,7 @@ MATRIX_PAIRS = ((2, 0), (0, 2), (8, 9), (4, 1))
 
 def drift_matrix(policies=tuple(POLICIES), pairs=MATRIX_PAIRS, seeds=(7, 11, 13), delays=(50, 500),
                  widths=(None, 1000), requests: int = 8000, drift_at: int = 3000, retrain_min_rows: int = 500,
-                 log=lambda line: None) -> list[tuple[dict, DriftRun]]:
+                 refinements: int | None = None, log=lambda line: None) -> list[tuple[dict, DriftRun]]:
     """Every cell: a concept pair (models trained on the first), a seed, a label delay, an abrupt or
     gradual change (``width`` requests), a policy; with auto-retraining and adaptive learners on."""
     import multiprocessing
@@ -389,7 +397,8 @@ def drift_matrix(policies=tuple(POLICIES), pairs=MATRIX_PAIRS, seeds=(7, 11, 13)
                 cell = {"pair": (old, new), "seed": seed, "delay": delay, "drift": "gradual" if width else "abrupt",
                         "policy": policy}
                 futures.append((cell, pool.submit(run_drift, policy, requests, drift_at, delay, seed, artifacts,
-                                                  (old, new), retrain_min_rows=retrain_min_rows, width=width)))
+                                                  (old, new), retrain_min_rows=retrain_min_rows, width=width,
+                                                  refinements=refinements)))
         for cell, future in futures:
             run = future.result()
             cells.append((cell, run))
@@ -419,7 +428,9 @@ def _matrix_summary(cells: list[tuple[dict, DriftRun]]) -> str:
     never = [f"{c['pair'][0]} → {c['pair'][1]} {c['drift']} seed {c['seed']} delay {c['delay']} {c['policy']}"
              for (c, _), w in zip(cells, within) if w is None]
     late = sorted(w for w in within if w is not None and w > 2000)
+    served = [run.accuracy(len(run.chosen) - 1000, len(run.chosen)) for _, run in cells]
     return (f"**Within 2 points of the best model in ≤ 2,000 labels: {met} of {len(cells)} cells.** "
+            f"Served accuracy in the last 1,000 requests: mean {np.mean(served):.3f}, lowest {min(served):.3f}. "
             + (f"Later: {', '.join(f'{w:,}' for w in late)} labels. " if late else "")
             + (f"Never: {'; '.join(never)}." if never else ""))
 
@@ -470,7 +481,7 @@ def plot_runs(runs: list[tuple[str, DriftRun]], path: Path, window: int = 200) -
         if flagged is not None:
             ax.axvline(flagged, color="tab:orange", linestyle=":", label="decay flagged")
         for i, kind, model, _ in run.events:
-            ax.axvline(i, color="tab:green" if kind == "retrained" else "tab:red", linewidth=1,
+            ax.axvline(i, color={"retrained": "tab:green", "rejected": "tab:grey"}.get(kind, "tab:red"), linewidth=1,
                        label=f"{model} {kind}")
         ax.set_ylim(0.3, 1.02)
         ax.set_ylabel("accuracy")
@@ -561,11 +572,14 @@ def main(argv=None) -> None:
     parser.add_argument("--adaptation", action="store_true",
                         help="instead: the River learners alone through 8 changes of concept, with each "
                              "`learning.adapt` mode (none, reset, background)")
+    parser.add_argument("--retrain-refinements", type=int, default=None,
+                        help="the matrix's quality.retrain_refinements (default: the spec's default)")
     parser.add_argument("--out", type=Path, default=e2e.ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.drift " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.matrix:
-        cells = drift_matrix(policies=tuple(args.policies.split(",")), log=lambda line: print(line, file=sys.stderr))
+        cells = drift_matrix(policies=tuple(args.policies.split(",")), refinements=args.retrain_refinements,
+                             log=lambda line: print(line, file=sys.stderr))
         shown = [(f"Agrawal {c['pair'][0]} → {c['pair'][1]}, {c['drift']}, seed {c['seed']}, labels {c['delay']} late, "
                   f"{c['policy']} + auto-retrain", run) for c, run in cells
                  if c["pair"] == (2, 0) and c["seed"] == 7 and c["delay"] == 500 and c["drift"] == "abrupt"
