@@ -124,6 +124,8 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
                                                        stderr=asyncio.subprocess.STDOUT)
         idle_priority(process.pid)  # from here (a preexec_fn is unsafe beside the consumer's thread)
         output = (await process.communicate())[0].decode(errors="replace").strip()
+        if server.retrains:
+            server.retrains.finished(job)  # its lineage may be refined from here
         done, rejected = process.returncode == 0, process.returncode == 3
         last = output.splitlines()[-1] if output else ""
         if done:

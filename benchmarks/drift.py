@@ -217,6 +217,7 @@ def run_drift(policy: str = "ucb", requests: int = 8000, drift_at: int = 3000, l
             labelled.append((at, seen, truth))
             for job in server.retrain_jobs:  # what agents/feedback.py starts: `rendezvous retrain --since`
                 spec = _retrain(job, spec, models, labelled, server, run, i)
+                server.retrains.finished(job)
             server.retrain_jobs.clear()
             while server.promotions:  # what the core's auto-promotion does through the registry
                 spec = _promote(server.promotions.pop(0), spec, server, run, i)

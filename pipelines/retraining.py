@@ -39,8 +39,18 @@ With ``refinements``, the newest version is retrained again as the rows since th
 >>> plan = RetrainPlanner(ErrorDrift(), min_rows=300, cooldown_s=3600, clock=lambda: 0.0, refinements=2)
 >>> plan.follow["xgb"] = _FollowUp(since_ms=2e6, rows=300, next_at=600, left=2)  # as a first job leaves it
 >>> newest = {"xgb": "xgb-r1"}.get            # its first retrain was promoted
->>> [(j.model_id, j.rows, j.refinement) for _ in range(2000) for j in plan.on_label(newest)]
-[('xgb-r1', 600, 1), ('xgb-r1', 1200, 2)]
+>>> def run(labels):                          # each job runs at once (agents/feedback.py: a process)
+...     jobs = [j for _ in range(labels) for j in plan.on_label(newest)]
+...     for job in jobs:
+...         plan.finished(job)
+...     return [(j.model_id, j.rows, j.refinement) for j in jobs]
+>>> run(1000)                                 # the first job has not finished: nothing yet
+[]
+>>> plan.finished(RetrainJob("xgb", 2e6, 300, "adwin"))
+>>> run(25)                                   # due since 600 rows: at the next check (every 25 labels)
+[('xgb-r1', 1325, 1)]
+>>> run(2000)                                 # when they doubled again
+[('xgb-r1', 2650, 2)]
 """
 
 from __future__ import annotations
@@ -104,6 +114,7 @@ class _FollowUp:
     next_at: int     # retrain again at this many
     left: int        # refinements still to come
     cause: str = "decay"
+    running: bool = True  # its last job has not finished (see finished())
 
 
 class RetrainPlanner:
@@ -138,14 +149,14 @@ class RetrainPlanner:
         ready = []
         for root, plan in list(self.follow.items()):
             plan.rows += 1
-            if plan.rows < plan.next_at or plan.rows % self.check_every and plan.rows > plan.next_at:
+            if plan.running or plan.rows < plan.next_at or plan.rows % self.check_every and plan.rows > plan.next_at:
                 continue
             model_id = newest(root)
             if model_id is None:  # wait for the candidate's verdict (checked every check_every labels)
                 continue
             refinement = self.refinements - plan.left + 1
             ready.append(RetrainJob(model_id, plan.since_ms, plan.rows, plan.cause, refinement))
-            plan.left, plan.next_at = plan.left - 1, 2 * plan.rows
+            plan.left, plan.next_at, plan.running = plan.left - 1, 2 * plan.rows, True
             if not plan.left:
                 del self.follow[root]
         for model_id, pending in list(self.pending.items()):
@@ -164,6 +175,13 @@ class RetrainPlanner:
                 if self.refinements:
                     self.follow[lineage(model_id)] = _FollowUp(since_ms, rows, 2 * rows, self.refinements, pending.cause)
         return ready
+
+    def finished(self, job: RetrainJob) -> None:
+        """``job`` ended (registered, rejected or failed): its lineage's next refinement may come.
+        Until then none does: it would retrain the version the job is replacing, beside it."""
+        plan = self.follow.get(lineage(job.model_id))
+        if plan is not None:
+            plan.running = False
 
     def forget(self, keep: Callable[[str], bool]) -> None:
         """Drop the pending retrains of models that can no longer be retrained (retired, demoted…)."""

@@ -471,6 +471,8 @@ def test_rendezvous__a_retrained_lineage_is_retrained_again_as_the_rows_since_it
             server.on_score(score(rid, model, prediction=label if score_of_a or model == "b" and not wrong else 1 - label), 0)
         server.on_feedback({"request_id": rid, "label": label}, 0)
         jobs += server.retrain_jobs
+        for job in server.retrain_jobs:
+            server.retrains.finished(job)  # as agents/feedback.py says when its process ended
         server.retrain_jobs.clear()
         if len(jobs) == 1 and len(server.spec.models) == 2:  # what `rendezvous retrain` registers: a shadow
             server.update(PipelineSpec.from_dict({"pipeline": "p", "deadline_ms": 100, "quality": quality, "models": [
