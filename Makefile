@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.alarms
 	$(BIN)/python -m benchmarks.scaling
+	$(BIN)/python -m benchmarks.retrain_cost
 	$(BIN)/python -m benchmarks.faults
 	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.startup

@@ -120,6 +120,7 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
                    "--data-dir", str(settings.data_dir)]
         log.warning("retrain: %s %s; %d labelled requests since its change: %s", job.model_id, job.why,
                     job.rows, " ".join(command[2:]))
+        started = time.monotonic()
         process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                        stderr=asyncio.subprocess.STDOUT)
         idle_priority(process.pid)  # from here (a preexec_fn is unsafe beside the consumer's thread)
@@ -140,7 +141,8 @@ def register(w: Worker, server: Rendezvous, registry: RegistryView) -> None:
         server.alerts.append({"kind": kind, "model_id": job.model_id,
                               "cause": job.cause, "reason": reason[:1800],
                               "figures": {"since_ms": float(job.since_ms), "rows": float(job.rows),
-                                          "refinement": float(job.refinement)}})
+                                          "refinement": float(job.refinement),
+                                          "seconds": round(time.monotonic() - started, 3)}})
 
     # taken at the same instant as the mailboxes (their "received" flags): a label redelivered
     # after a crash is either counted in both or in neither

@@ -40,6 +40,7 @@ class Received:
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # request_id -> model_id -> prediction
     dlq: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
+    alert_at: list[float] = field(default_factory=list)  # when each alert arrived (time.perf_counter())
 
 
 class PipelineClient:
@@ -203,6 +204,7 @@ class PipelineClient:
                                     self._probed.add(score["model_id"])
                         elif tp.topic == self.topics.alerts:
                             self.received.alerts.append(alerts.decode(message.value))
+                            self.received.alert_at.append(now)
                         else:
                             self.received.dlq.append(dlq.decode(message.value))
                     except DecodeError:
