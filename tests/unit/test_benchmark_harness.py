@@ -78,3 +78,25 @@ def test_startup_report_renders_median_and_max_per_broker():
     text = startup.render({"ready": [10.4, 9.4, 10.0], "restart": [7.8, 8.5, 7.7]}, "python -m benchmarks.startup")
     assert text.startswith(startup.START) and text.endswith(startup.END)
     assert "| 3 | 10.0 / 10.4 | 7.8 / 8.5 |" in text
+
+
+def test_retrain_cost__compares_the_requests_sent_while_a_retrain_ran_with_the_same_positions_without(tmp_path):
+    from argparse import Namespace
+
+    from benchmarks.retrain_cost import Run, figures, render
+
+    def run(retrain, slow):  # one request every 10 ms for 10 s; a timeout every 100th of those in ``slow``
+        out = Run(retrain, sent=[i / 100 for i in range(1000)])
+        for i, t in enumerate(out.sent):
+            late = slow[0] <= t <= slow[1]
+            out.latency.append(None if late and i % 100 == 0 else 50.0 if late else 10.0)
+            out.status.append("timeout" if late and i % 100 == 0 else "ok")
+        return out
+
+    off, on = run(False, (99, 99)), run(True, (4.0, 6.0))
+    on.retrains = [(4.0, 6.0, "retrained xgb")]
+    during = on.during_retrains()
+    assert len(during) == 201 and min(during) == 400 and max(during) == 600
+    assert figures(off, during) == (10.0, 0, 201) and figures(on, during) == (50.0, 3, 201)
+    text = render([(off, on)], Namespace(rate=100, seconds=10, flip_at=3, deadline_ms=100), "cmd")
+    assert "| 1 | retrained xgb: 2.0 | 201 | 10.0 / 50.0 | 0 / 3 |" in text, text
