@@ -236,17 +236,21 @@ def _retrain(job, spec, models: list, labelled: list, server, run: DriftRun, i: 
 
     from pipelines.jobs.retrain import does_not_beat, retrain
     from pipelines.plugins import FLAVOURS, resolve
+    from pipelines.registry import held_out_pairs, prior_pairs
     from pipelines.retraining import lineage
 
     current = next(m for m in models if m.spec.id == job.model_id)
     rows = pd.DataFrame([{**features, "label": truth} for at, features, truth in labelled if at >= job.since_ms])
-    result = retrain(current, rows, 0.2)
+    champion = next(m.id for m in spec.models if m.role == "champion")
+    other = next((m for m in models if m.spec.id == champion), None) if champion != job.model_id else None
+    result = retrain(current, rows, 0.2, champion=other)
     if does_not_beat(result.metrics, current=job.model_id):  # `--must-beat`, as automatic retrains run
         run.events.append((i, "rejected", job.model_id, f"{len(rows)} rows, held-out {result.metrics['holdout']:.3f}"))
         return spec
     root = lineage(job.model_id)
     new_id = next(f"{root}-r{n}" for n in range(1, 100) if all(m.id != f"{root}-r{n}" for m in spec.models))
-    new_spec = _replace(current.spec, id=new_id, role="shadow", auto_promote=0.95, preference=len(spec.models))
+    new_spec = _replace(current.spec, id=new_id, role="shadow", auto_promote=0.95, preference=len(spec.models),
+                        prior=prior_pairs(held_out_pairs(champion, result.metrics)))
     models.append(resolve(f"{FLAVOURS[new_spec.flavour].module}:load")(new_spec, result.artifact))
     spec = _replace(spec, models=spec.models + (new_spec,))
     server.update(spec)

@@ -295,6 +295,31 @@ class ArtifactStore:
         return sorted(records, key=lambda r: r["at"])
 
 
+PAIRS = "holdout_pairs."
+
+
+def held_out_pairs(champion: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    """A retrain's held-out pairs against ``champion`` as metrics that name it:
+    ``holdout_pairs.<champion>.champion_only`` / ``.candidate_only`` (the rows only that model got
+    right). The core's live gate (McNemar) against that champion starts from them; they count as
+    evidence only against that champion, and only because neither model learned those rows."""
+    if "holdout_champion_only" not in metrics:
+        return {}
+    return {f"{PAIRS}{champion}.champion_only": metrics["holdout_champion_only"],
+            f"{PAIRS}{champion}.candidate_only": metrics["holdout_candidate_only"]}
+
+
+def prior_pairs(metrics: Mapping[str, float]) -> tuple[tuple[str, int, int], ...]:
+    """``(champion, champion only right, candidate only right)`` from :func:`held_out_pairs`' metrics.
+
+    >>> prior_pairs(held_out_pairs("xgb-r1", {"holdout_champion_only": 2.0, "holdout_candidate_only": 9.0}))
+    (('xgb-r1', 2, 9),)
+    """
+    champions = {k[len(PAIRS):].rsplit(".", 1)[0] for k in metrics if k.startswith(PAIRS)}
+    return tuple((c, int(metrics.get(f"{PAIRS}{c}.champion_only", 0)), int(metrics.get(f"{PAIRS}{c}.candidate_only", 0)))
+                 for c in sorted(champions))
+
+
 def to_model_spec(record: Mapping[str, Any], store: ArtifactStore) -> ModelSpec:
     sha = record.get("artifact_sha256")
     return ModelSpec(
@@ -304,6 +329,7 @@ def to_model_spec(record: Mapping[str, Any], store: ArtifactStore) -> ModelSpec:
         version=record["model_version"], sha256=sha, features=tuple(record.get("features") or ()),
         preference=record.get("preference", 0),
         auto_promote=(record.get("metrics") or {}).get("auto_promote_confidence"),
+        prior=prior_pairs(record.get("metrics") or {}),
     )
 
 

@@ -46,6 +46,9 @@ class ModelSpec:
     features: tuple[str, ...] = ()
     preference: int = 0
     auto_promote: float | None = None  # confidence to beat the champion on live feedback (pipelines.promotion.beats)
+    # (champion, only it right, only this one right) on held-out rows neither learned: where that
+    # champion's live gate starts (a retrain's, pipelines.registry.held_out_pairs)
+    prior: tuple[tuple[str, int, int], ...] = ()
     training_data: Path | None = None  # the file it learned from: its SHA-256 goes to the registry and names its profile
 
     @property

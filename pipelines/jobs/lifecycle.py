@@ -289,6 +289,9 @@ class Lifecycle:
         self._keep(data_path)
         metrics = dict(result.metrics, **({"auto_promote_confidence": confidence} if confidence else {}),
                        **({"since_ms": float(cut.value // 1_000_000)} if cut is not None else {}))
+        if champion is not None and (other is not None or champion["model_id"] == model_id):
+            # the held-out pairs against the champion start its live gate (registry.held_out_pairs)
+            metrics.update(registry.held_out_pairs(champion["model_id"], metrics))
         if must_beat:
             self._must_beat(model_id, new_id, metrics, folder)
         sha = self.store.put_bytes(result.artifact, new_id)

@@ -98,6 +98,10 @@ def retrain(current, rows: pd.DataFrame, holdout: float = 0.2, task: str = "clas
     for name, model in (("current_holdout", current), ("champion_holdout", champion)):
         if model is not None:
             metrics[name] = _metric(model, test, task)
+    if task != "regression":  # the held-out rows paired, as the live gate pairs requests (McNemar)
+        mine, theirs = _right(candidate, test, task), _right(champion if champion is not None else current, test, task)
+        metrics["holdout_champion_only"] = float(np.sum(theirs & ~mine))
+        metrics["holdout_candidate_only"] = float(np.sum(mine & ~theirs))
     return RetrainResult(artifact, metrics, rows.to_csv(index=False).encode())
 
 
@@ -118,6 +122,13 @@ def _targets(labels: pd.Series, task: str) -> np.ndarray:
     if task == "regression":
         return labels.astype(float).to_numpy()
     return labels.map(lambda v: int(v) if isinstance(v, (bool, np.bool_)) else v).to_numpy()
+
+
+def _right(model, test: pd.DataFrame, task: str) -> np.ndarray:
+    """Per held-out row: whether ``model`` got it right (classification)."""
+    rows = test[list(model.features)].to_dict("records")
+    predictions = [outcome.prediction for outcome in model.score_batch(rows)]
+    return np.array([str(p) == str(t) for p, t in zip(predictions, _targets(test["label"], task))])
 
 
 def _metric(model, test: pd.DataFrame, task: str) -> float:

@@ -372,6 +372,26 @@ def test_feedback__a_shadow_with_an_auto_promote_rule_is_put_forward_once_it_bea
     assert found["p_value"] == pytest.approx(0.5 ** 20)
 
 
+def test_feedback__a_retrained_shadow_starts_its_gate_from_its_held_out_pairs_against_that_champion(clock):
+    """A retrain paired the candidate with the champion on held-out rows neither learned (0 vs 18):
+    live, the gate starts there, and two discordant requests settle it; against another champion
+    the held-out pairs do not count."""
+    def run(prior):
+        spec = PipelineSpec.from_dict({**SPEC.to_dict(), "models": [*SPEC.to_dict()["models"],
+                                                                    {"id": "new", "flavour": "external", "role": "shadow"}]})
+        spec = replace(spec, models=tuple(replace(m, auto_promote=0.95, prior=prior) if m.id == "new" else m
+                                          for m in spec.models))
+        server = Rendezvous(spec, DictStore(), clock=clock)
+        for i in range(8):  # the champion a is wrong on every fourth request, new never
+            answered(server, f"{prior}-r{i}", {"a": 0 if i % 4 == 0 else 1, "new": 1})
+            server.on_feedback({"request_id": f"{prior}-r{i}", "label": 1}, 0, {"x": 1.0})
+        return server.promotions
+
+    [found] = run((("a", 0, 18),))
+    assert (found["champion_only"], found["candidate_only"]) == (0, 20)
+    assert run((("b", 0, 18),)) == [] and run(()) == []
+
+
 def test_feedback__a_model_whose_errors_jump_raises_a_decay_alert(clock):
     server = Rendezvous(SPEC, DictStore(), clock=clock)
     for i in range(3000):  # a is right until request 1500, then wrong half the time

@@ -50,6 +50,10 @@ def test_retrain__a_model_of_the_old_concept_retrained_on_the_new_one_beats_it(t
     result = retrain(current, labelled_rows(archive, feedback, list(AGRAWAL_FEATURES)), holdout=0.2)
     assert result.metrics["rows_train"] == 2160 and result.metrics["rows_holdout"] == 540
     assert result.metrics["holdout"] > 0.9 > result.metrics["current_holdout"], result.metrics
+    # the held-out rows paired (no champion given: against the current model): consistent with both accuracies
+    only_new, only_old = result.metrics["holdout_candidate_only"], result.metrics["holdout_champion_only"]
+    assert (only_new - only_old) / 540 == pytest.approx(result.metrics["holdout"] - result.metrics["current_holdout"])
+    assert only_new > 10 * max(only_old, 1)
     if flavour == "xgboost":
         [(params, kwargs)] = calls  # the current model's depth, objective and rounds
         assert (params["max_depth"], params["objective"], kwargs["num_boost_round"]) == (4, "binary:logistic", 30)
