@@ -128,9 +128,10 @@ def render(pairs: list[tuple[Run, Run]], args, command: str) -> str:
              f"- xgb, lr, canary; quality worker on; {args.rate:g} requests/s for {args.seconds:g} s, every request "
              f"labelled, the labels flipped from {args.flip_at:g} s; deadline {args.deadline_ms} ms; auto-retrain off, "
              "then on, in each pair", "",
-             "| pair | retrains (kind model: seconds) | requests sent during them | p99 ms off / on | timeouts off / on "
+             "| pair | before the change: p99 ms off / on, timeouts off / on | retrains (kind model: seconds) "
+             "| requests sent during them | p99 ms off / on | timeouts off / on "
              "| after the change: p99 ms off / on | timeouts off / on |",
-             "|---|---|---:|---|---|---|---|"]
+             "|---|---|---|---:|---|---|---|---|"]
     rows = []
     for n, (off, on) in enumerate(pairs, 1):
         during = on.during_retrains()
@@ -139,9 +140,11 @@ def render(pairs: list[tuple[Run, Run]], args, command: str) -> str:
         p_on, t_on, _ = figures(on, during)
         a_off, at_off, _ = figures(off, after)
         a_on, at_on, _ = figures(on, after)
+        before = [i for i, t in enumerate(on.sent) if t < args.flip_at]
+        (b_off, bt_off, _), (b_on, bt_on, _) = figures(off, before), figures(on, before)
         rows.append((p_off, p_on, t_off, t_on, a_off, a_on, at_off, at_on))
         spans = ", ".join(f"{what}: {b - a:.1f}" for a, b, what in on.retrains) or "none"
-        lines.append(f"| {n} | {spans} | {count:,} | {ms(p_off)} / {ms(p_on)} | {t_off} / {t_on} | "
+        lines.append(f"| {n} | {ms(b_off)} / {ms(b_on)}, {bt_off} / {bt_on} | {spans} | {count:,} | {ms(p_off)} / {ms(p_on)} | {t_off} / {t_on} | "
                      f"{ms(a_off)} / {ms(a_on)} | {at_off} / {at_on} |")
 
     def median(k):

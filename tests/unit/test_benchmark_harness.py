@@ -99,4 +99,4 @@ def test_retrain_cost__compares_the_requests_sent_while_a_retrain_ran_with_the_s
     assert len(during) == 201 and min(during) == 400 and max(during) == 600
     assert figures(off, during) == (10.0, 0, 201) and figures(on, during) == (50.0, 3, 201)
     text = render([(off, on)], Namespace(rate=100, seconds=10, flip_at=3, deadline_ms=100), "cmd")
-    assert "| 1 | retrained xgb: 2.0 | 201 | 10.0 / 50.0 | 0 / 3 |" in text, text
+    assert "| 1 | 10.0 / 10.0, 0 / 0 | retrained xgb: 2.0 | 201 | 10.0 / 50.0 | 0 / 3 |" in text, text
