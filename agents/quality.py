@@ -12,7 +12,8 @@ Each window — ``window_rows`` requests or ``window_s`` seconds of arrivals, wh
 — is checked in a thread by :class:`features.quality.QualityMonitor` (GX suite, drift per
 feature, share of requests unlike the training population, model-decay alerts seen on
 ``{p}.alerts``); the result goes to ``{p}.quality`` and the quality table; failed expectations
-and a decay verdict are Alerts. With ``quality.auto_retrain`` a decay verdict retrains the
+and a decay verdict are Alerts. With ``quality.auto_retrain`` a decay verdict of the data (drifted
+features, requests unlike the training population) retrains the
 champion on the requests since the window that decayed, once ``retrain_min_rows`` of them are
 labelled (``pipelines/jobs/lifecycle.py``, as ``rendezvous retrain --since`` does). Decayed
 models are retrained by the core too, without this worker (``agents/feedback.py``). The
@@ -170,7 +171,10 @@ class QualityWorker:
         if report["decay"]:
             await self._alert("decay", "data", f"decay: {'; '.join(report['reasons'])[:1800]}",
                               {"unlike_share": report["unlike_share"], "drifted": float(len(report["drifted"]))})
-            await self._maybe_retrain(report["window_start"])
+            # a verdict from the models' decay alerts alone is the core's to act on: it retrains each
+            # decayed model from its own change (two retrains of one model on the same rows were seen)
+            if len(report["drifted"]) >= self.rules.min_drifted or report["unlike_share"] > self.rules.unlike_limit:
+                await self._maybe_retrain(report["window_start"])
 
     def _publish(self) -> None:
         """The windows and the GX project (validations, Data Docs) to the store, for the report and
