@@ -36,6 +36,7 @@ from aiokafka import TopicPartition
 
 from agents.worker import idle_priority
 from features.profile import current_profile
+from features.quality import data_decayed
 from pipelines.jobs.lifecycle import Lifecycle, LifecycleError
 from pipelines.spec import PipelineSpec
 from schemas.codec import DecodeError, codec_for
@@ -173,7 +174,7 @@ class QualityWorker:
                               {"unlike_share": report["unlike_share"], "drifted": float(len(report["drifted"]))})
             # a verdict from the models' decay alerts alone is the core's to act on: it retrains each
             # decayed model from its own change (two retrains of one model on the same rows were seen)
-            if len(report["drifted"]) >= self.rules.min_drifted or report["unlike_share"] > self.rules.unlike_limit:
+            if data_decayed(report, self.rules.min_drifted, self.rules.unlike_limit):
                 await self._maybe_retrain(report["window_start"])
 
     def _publish(self) -> None:

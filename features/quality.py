@@ -19,9 +19,22 @@ import pandas as pd
 from features.drift import feature_drift, unlike_share
 from features.profile import build_suite
 
-__all__ = ["DriftWatch", "QualityMonitor", "decay_verdict"]
+__all__ = ["DriftWatch", "QualityMonitor", "data_decayed", "decay_verdict"]
 
 log = logging.getLogger(__name__)
+
+
+def data_decayed(report: Mapping[str, Any], min_drifted: int = 2, unlike_limit: float = 0.1) -> bool:
+    """Did a window's decay verdict come from the data itself (drifted features, requests unlike
+    the training population), not only from the models' decay alerts? Only such a verdict makes
+    the quality worker retrain the champion: a decayed model is the core's to retrain, from its own change.
+
+    >>> data_decayed({"drifted": [], "unlike_share": 0.0, "decay": True})   # a model's decay alert only
+    False
+    >>> data_decayed({"drifted": ["age", "salary"], "unlike_share": 0.0, "decay": True})
+    True
+    """
+    return bool(report.get("decay")) and (len(report["drifted"]) >= min_drifted or report["unlike_share"] > unlike_limit)
 
 
 def decay_verdict(drift: Mapping[str, Mapping[str, Any]], unlike: float, gx_failed: Sequence[str],
