@@ -328,9 +328,10 @@ class Rendezvous:
         for model in self.spec.models:
             if model.auto_promote is None or model.role != "shadow" or model.id not in rewards:
                 continue
-            # from the held-out pairs against this champion, if its retrain measured them
-            prior = next(([c, n] for who, c, n in model.prior if who == champion), [0, 0])
-            counts = self.paired.setdefault((model.id, champion), prior)
+            counts = self.paired.get((model.id, champion))
+            if counts is None:  # from the held-out pairs against this champion, if its retrain measured them
+                counts = self.paired[(model.id, champion)] = next(
+                    ([c, n] for who, c, n in model.prior if who == champion), [0, 0])
             mine, theirs = rewards[model.id] > 0, rewards[champion] > 0
             if mine != theirs:
                 counts[int(mine)] += 1
